@@ -1,0 +1,75 @@
+"""ONNX Runtime behind the Runner interface (CPU by default; any execution provider it has)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from deploy.backends.base import Runner, TensorMeta
+from deploy.errors import ArtifactError
+
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64"}
+
+
+class OrtRunner(Runner):
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        model: Path | bytes,
+        *,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+        intra_op_threads: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.providers = tuple(providers)
+        self.intra_op_threads = intra_op_threads
+        self._session: ort.InferenceSession | None = None
+
+    def activate(self) -> None:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if self.intra_op_threads is not None:
+            options.intra_op_num_threads = self.intra_op_threads
+        source = str(self.model) if isinstance(self.model, Path) else self.model
+        try:
+            self._session = ort.InferenceSession(source, sess_options=options, providers=list(self.providers))
+        except Exception as exc:  # onnxruntime raises its own untyped exception classes
+            where = self.model if isinstance(self.model, Path) else "in-memory model"
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ArtifactError(
+                f"ONNX Runtime cannot load {where}: {first}",
+                hint="re-export it with `deploy export MODEL`; the file may be truncated or not ONNX",
+            ) from exc
+
+    def deactivate(self) -> None:
+        self._session = None
+
+    @property
+    def session(self) -> ort.InferenceSession:
+        if self._session is None:
+            raise RuntimeError("OrtRunner used outside its `with` block")
+        return self._session
+
+    @staticmethod
+    def _meta(arg: ort.NodeArg) -> TensorMeta:
+        shape = tuple(dim if isinstance(dim, int) else str(dim) for dim in arg.shape)
+        return TensorMeta(arg.name, shape, _ORT_DTYPES.get(arg.type, arg.type))
+
+    @property
+    def inputs(self) -> tuple[TensorMeta, ...]:
+        return tuple(self._meta(arg) for arg in self.session.get_inputs())
+
+    @property
+    def outputs(self) -> tuple[TensorMeta, ...]:
+        return tuple(self._meta(arg) for arg in self.session.get_outputs())
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = [arg.name for arg in self.session.get_outputs()]
+        # session.run returns freshly allocated arrays, so nothing here is reused between calls.
+        values = self.session.run(names, dict(feed))
+        return dict(zip(names, values, strict=True))

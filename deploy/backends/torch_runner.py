@@ -1,0 +1,55 @@
+"""Eager PyTorch behind the Runner interface: the reference every deployed artifact is compared against."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from deploy.backends.base import Runner, TensorMeta
+
+
+class TorchRunner(Runner):
+    name = "torch"
+
+    def __init__(
+        self,
+        module: nn.Module,
+        *,
+        inputs: Sequence[TensorMeta],
+        output_names: Sequence[str],
+        device: str = "cpu",
+    ) -> None:
+        super().__init__()
+        self.module = module
+        self._inputs = tuple(inputs)
+        self._output_names = tuple(output_names)
+        self.device = torch.device(device)
+
+    def activate(self) -> None:
+        self.module.eval().to(self.device)
+
+    def deactivate(self) -> None:
+        # The module belongs to the caller; only the device copy we made is ours to release.
+        if self.device.type != "cpu":
+            self.module.to("cpu")
+
+    @property
+    def inputs(self) -> tuple[TensorMeta, ...]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> tuple[TensorMeta, ...]:
+        return tuple(TensorMeta(name, (), "float32") for name in self._output_names)
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        args = [torch.from_numpy(np.ascontiguousarray(feed[meta.name])).to(self.device) for meta in self._inputs]
+        with torch.inference_mode():
+            result = self.module(*args)
+        tensors = result if isinstance(result, tuple | list) else (result,)
+        return {
+            name: tensor.detach().to("cpu").numpy().copy()
+            for name, tensor in zip(self._output_names, tensors, strict=True)
+        }

@@ -1,0 +1,1 @@
+"""Preprocessing, parity comparison and (later) latency measurement, independent of any one backend."""

@@ -1,0 +1,119 @@
+"""Image loading and the model's own preprocessing, with PIL and NumPy only (no torch import).
+
+The transform reproduces torchvision's ImageClassification preset on PIL images: resize the shorter side,
+center crop, scale to [0, 1], normalize. Same arithmetic, so eager and deployed models see identical tensors.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from deploy.errors import BadInput
+
+Interpolation = Literal["nearest", "bilinear", "bicubic"]
+_PIL_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+}
+_HIGH_BIT_DEPTH_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Everything needed to turn a picture into the network's input tensor."""
+
+    resize_size: int
+    crop_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    interpolation: Interpolation = "bilinear"
+    color: Literal["RGB", "L"] = "RGB"
+
+    @property
+    def channels(self) -> int:
+        return 3 if self.color == "RGB" else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        return cls(
+            resize_size=int(data["resize_size"]),
+            crop_size=int(data["crop_size"]),
+            mean=tuple(float(v) for v in data["mean"]),
+            std=tuple(float(v) for v in data["std"]),
+            interpolation=data.get("interpolation", "bilinear"),
+            color=data.get("color", "RGB"),
+        )
+
+
+def load_image(path: Path) -> Image.Image:
+    """Open and fully decode an image, turning every way a file can fail into one BadInput naming it."""
+    if not path.is_file():
+        raise BadInput(f"image {path} does not exist or is not a file", hint="check the path")
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between 1x and 2x its pixel limit; we refuse both, the guard stays on.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                opened.load()
+                image = ImageOps.exif_transpose(opened)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise BadInput(
+            f"image {path} is too large to decode safely ({exc})",
+            hint="downscale it first; Pillow's decompression-bomb guard stays on",
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise BadInput(f"{path} is not an image Pillow can read", hint="pass a JPEG, PNG, BMP, TIFF or WebP") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadInput(f"image {path} is corrupt or truncated ({exc})", hint="re-export or re-download it") from exc
+    return image
+
+
+def to_color(image: Image.Image, color: Literal["RGB", "L"]) -> Image.Image:
+    """Convert any Pillow mode (gray, palette, RGBA, CMYK, 16-bit, float) to 8-bit RGB or L."""
+    if image.mode in _HIGH_BIT_DEPTH_MODES:
+        # Pillow's own conversion clips 16-bit values at 255; rescale the real range instead.
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        scale = 255.0 / (high - low) if high > low else 0.0
+        image = Image.fromarray(((values - low) * scale).round().astype(np.uint8))
+    if image.mode == image.mode.upper() == color:
+        return image
+    return image.convert(color)
+
+
+def preprocess(image: Image.Image, prep: Preprocessing) -> np.ndarray:
+    """One image → float32 array (C, H, W), exactly as the model's transform prepares it."""
+    image = to_color(image, prep.color)
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = prep.resize_size, int(prep.resize_size * long / short)
+    new_size = (new_short, new_long) if width <= height else (new_long, new_short)
+    image = image.resize(new_size, resample=_PIL_RESAMPLE[prep.interpolation])
+
+    width, height = image.size
+    crop = prep.crop_size
+    top = int(round((height - crop) / 2.0))
+    left = int(round((width - crop) / 2.0))
+    image = image.crop((left, top, left + crop, top + crop))
+
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    if array.ndim == 2:
+        array = array[:, :, None]
+    array = array.transpose(2, 0, 1)
+    mean = np.asarray(prep.mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(prep.std, dtype=np.float32)[:, None, None]
+    return np.ascontiguousarray((array - mean) / std, dtype=np.float32)
+
+
+def preprocess_batch(images: list[Image.Image], prep: Preprocessing) -> np.ndarray:
+    return np.stack([preprocess(image, prep) for image in images])

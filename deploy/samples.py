@@ -1,0 +1,66 @@
+"""Offline sample data: real photos shipped with scikit-image and handwritten digits shipped with scikit-learn.
+
+Used for parity checks and for BatchNorm recalibration of random weights; never for measuring accuracy of
+ImageNet models (the photos carry no labels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+SampleSet = Literal["photos", "digits"]
+
+# Photos bundled inside scikit-image's wheel (no download): animals, objects, scenes, plus gray and RGBA.
+PHOTO_NAMES: tuple[str, ...] = (
+    "chelsea",
+    "coffee",
+    "astronaut",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "colorwheel",
+    "logo",
+    "camera",
+    "coins",
+    "moon",
+    "clock",
+    "brick",
+    "grass",
+    "gravel",
+    "retina",
+)
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    image: Image.Image
+    label: int | None = None
+
+
+def sample_photos(count: int | None = None) -> list[Sample]:
+    import skimage.data
+
+    names = PHOTO_NAMES if count is None else PHOTO_NAMES[:count]
+    return [Sample(name, Image.fromarray(getattr(skimage.data, name)())) for name in names]
+
+
+def sample_digits(count: int | None = None, *, offset: int = 0) -> list[Sample]:
+    """sklearn's 8×8 digits as 8-bit gray PIL images (0..16 ink levels scaled to 0..255), in file order."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    stop = len(digits.images) if count is None else min(offset + count, len(digits.images))
+    samples = []
+    for index in range(offset, stop):
+        pixels = (digits.images[index] * (255.0 / 16.0)).round().astype(np.uint8)
+        samples.append(Sample(f"digits[{index}]", Image.fromarray(pixels), int(digits.target[index])))
+    return samples
+
+
+def samples_for(sample_set: SampleSet, count: int | None = None) -> list[Sample]:
+    return sample_digits(count) if sample_set == "digits" else sample_photos(count)

@@ -1,0 +1,261 @@
+"""Resolve `--weights` (a torchvision weights name, a checkpoint path, or `random`) into an eval-mode module."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import socket
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torchvision
+from torch import nn
+
+from deploy.errors import WeightsError
+from deploy.harness.images import Preprocessing, preprocess_batch
+from deploy.samples import samples_for
+from deploy.zoo.registry import ModelSpec
+from deploy.zoo.torchvision_zoo import AUXILIARY_PREFIXES, build_pretrained, preprocessing_of
+
+log = logging.getLogger(__name__)
+
+RANDOM_SEED = 0
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
+_DOWNLOAD_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where a model's parameters came from; recorded in every sidecar."""
+
+    kind: Literal["torchvision", "checkpoint", "random"]
+    name: str
+    preprocessing: Preprocessing
+    labels: tuple[str, ...] | None
+    labels_source: str | None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, **self.detail}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    spec: ModelSpec
+    module: nn.Module
+    source: WeightsSource
+
+    @property
+    def num_params(self) -> int:
+        return count_parameters(self.module)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in module.parameters())
+
+
+def load_model(spec: ModelSpec, weights: str | None = None) -> LoadedModel:
+    """Build `spec` with the requested weights, in eval mode, ready to export or to serve as the eager reference."""
+    choice = spec.default_weights if weights is None else weights
+    if choice.lower() == "random":
+        module, source = _random(spec)
+    elif _looks_like_path(choice):
+        module, source = _checkpoint(spec, Path(choice))
+    else:
+        module, source = _torchvision(spec, choice)
+    return LoadedModel(spec=spec, module=module.eval(), source=source)
+
+
+def _looks_like_path(choice: str) -> bool:
+    return os.sep in choice or "/" in choice or choice.endswith(_CHECKPOINT_SUFFIXES) or Path(choice).exists()
+
+
+def _random(spec: ModelSpec) -> tuple[nn.Module, WeightsSource]:
+    torch.manual_seed(RANDOM_SEED)
+    module = spec.build()
+    recalibrated = recalibrate_batchnorm(module, _calibration_batches(spec))
+    detail = {"seed": RANDOM_SEED, "batchnorm_recalibrated_layers": recalibrated}
+    source = WeightsSource("random", "random", spec.preprocessing, spec.labels, spec.labels_source, detail)
+    return module, source
+
+
+def _calibration_batches(spec: ModelSpec, batch_size: int = 8) -> Iterable[torch.Tensor]:
+    """Real sample images and their mirror images, so BatchNorm sees natural-image statistics."""
+    images = [sample.image for sample in samples_for(spec.sample_set, count=None if spec.sample_set == "photos" else 64)]
+    array = preprocess_batch(images, spec.preprocessing)
+    tensor = torch.from_numpy(array)
+    tensor = torch.cat([tensor, torch.flip(tensor, dims=[3])])
+    return list(torch.split(tensor, batch_size))
+
+
+def recalibrate_batchnorm(module: nn.Module, batches: Iterable[torch.Tensor]) -> int:
+    """Replace BatchNorm running statistics with the exact averages over `batches`; returns the layer count.
+
+    Untouched BN on random weights normalises with mean 0 / var 1, which saturates deep networks into predicting
+    one class for every input — useless for parity. Train-mode passes with momentum=None give cumulative averages.
+    """
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    module.train()
+    with torch.no_grad():
+        for batch in batches:
+            module(batch)
+    for norm in norms:
+        norm.momentum = 0.1
+    module.eval()
+    return len(norms)
+
+
+def _checkpoint(spec: ModelSpec, path: Path) -> tuple[nn.Module, WeightsSource]:
+    if not path.is_file():
+        raise WeightsError(
+            f"checkpoint {path} does not exist",
+            hint="pass a state_dict saved with torch.save(model.state_dict(), PATH), a torchvision weights name, "
+            "or --weights random",
+        )
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(
+            f"checkpoint {path} is not a loadable state_dict ({first_line})",
+            hint="save weights with torch.save(model.state_dict(), PATH); pickled whole models are refused "
+            "because loading them runs arbitrary code",
+        ) from exc
+    state_dict = _unwrap_state_dict(loaded, path)
+    torch.manual_seed(RANDOM_SEED)
+    module = spec.build()
+    ignored = _drop_auxiliary_heads(state_dict, module)
+    missing, unexpected = _key_mismatch(module, state_dict)
+    if missing or unexpected:
+        raise WeightsError(
+            f"checkpoint {path} does not fit {spec.name}: missing keys {_few(missing)}, "
+            f"unexpected keys {_few(unexpected)}",
+            hint=f"pass a checkpoint trained for {spec.name} (see `deploy list`)",
+        )
+    try:
+        module.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:
+        shape_errors = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line]
+        raise WeightsError(
+            f"checkpoint {path} does not fit {spec.name}: {'; '.join(shape_errors[:3]) or exc}",
+            hint=f"pass a checkpoint trained for {spec.name}",
+        ) from exc
+    detail = {"path": str(path.resolve()), "ignored_keys": len(ignored)}
+    return module, WeightsSource("checkpoint", str(path), spec.preprocessing, spec.labels, spec.labels_source, detail)
+
+
+def _unwrap_state_dict(loaded: object, path: Path) -> dict[str, torch.Tensor]:
+    """Accept a bare state_dict, a Lightning/trainer wrapper around one, and DataParallel's `module.` prefix."""
+    candidate = loaded
+    if isinstance(candidate, Mapping):
+        for key in _WRAPPER_KEYS:
+            if isinstance(candidate.get(key), Mapping):
+                candidate = candidate[key]
+                break
+    if not isinstance(candidate, Mapping) or not candidate or not all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in candidate.items()
+    ):
+        raise WeightsError(
+            f"checkpoint {path} holds a {type(loaded).__name__}, not a state_dict of tensors",
+            hint="save weights with torch.save(model.state_dict(), PATH)",
+        )
+    state_dict = dict(candidate)
+    if all(key.startswith("module.") for key in state_dict):
+        state_dict = {key.removeprefix("module."): value for key, value in state_dict.items()}
+    return state_dict
+
+
+def _drop_auxiliary_heads(state_dict: dict[str, torch.Tensor], module: nn.Module) -> list[str]:
+    """Training checkpoints of GoogLeNet/Inception v3 carry auxiliary classifiers inference does not use."""
+    own = set(module.state_dict())
+    ignored = [key for key in state_dict if key.startswith(AUXILIARY_PREFIXES) and key not in own]
+    for key in ignored:
+        del state_dict[key]
+    return ignored
+
+
+def _key_mismatch(module: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+    own = set(module.state_dict())
+    given = set(state_dict)
+    return sorted(own - given), sorted(given - own)
+
+
+def _few(keys: list[str], limit: int = 4) -> str:
+    if not keys:
+        return "none"
+    shown = ", ".join(keys[:limit])
+    return f"{shown} (+{len(keys) - limit} more)" if len(keys) > limit else shown
+
+
+def _torchvision(spec: ModelSpec, choice: str) -> tuple[nn.Module, WeightsSource]:
+    if spec.weights_enum is None:
+        raise WeightsError(
+            f"{spec.name} has no published weights named {choice!r}",
+            hint="use --weights random or --weights PATH to a state_dict",
+        )
+    enum = torchvision.models.get_model_weights(spec.name)
+    member = choice.split(".", 1)[1] if choice.startswith(f"{enum.__name__}.") else choice
+    if member not in enum.__members__:
+        names = ", ".join(["DEFAULT", *(m for m in enum.__members__ if m != "DEFAULT")])
+        raise WeightsError(
+            f"{spec.name} has no weights {choice!r}",
+            hint=f"choose one of {names}, random, or a checkpoint PATH",
+        )
+    weights = enum[member]
+    cached = cached_weights_path(weights)
+    try:
+        with _socket_timeout(_DOWNLOAD_TIMEOUT_S):
+            module = build_pretrained(spec.name, weights)
+    except (OSError, RuntimeError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(
+            f"pretrained weights {enum.__name__}.{weights.name} are not in torchvision's cache ({cached}) and "
+            f"could not be downloaded: {reason}",
+            hint="use --weights random for a parity-only export, or --weights PATH for a local state_dict "
+            f"(or copy the file to {cached})",
+        ) from exc
+    detail = {"weights": f"{enum.__name__}.{weights.name}", "url": weights.url, "cache": str(cached)}
+    labels = tuple(weights.meta["categories"])
+    source = WeightsSource(
+        "torchvision", f"{enum.__name__}.{weights.name}", preprocessing_of(weights), labels, spec.labels_source, detail
+    )
+    return module, source
+
+
+def cached_weights_path(weights: torchvision.models.WeightsEnum) -> Path:
+    filename = os.path.basename(urllib.parse.urlparse(weights.url).path)
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def weights_cached(spec: ModelSpec) -> list[str]:
+    """Names of this model's torchvision weights already in the local cache (what `deploy list` shows)."""
+    if spec.weights_enum is None:
+        return []
+    enum = torchvision.models.get_model_weights(spec.name)
+    return [member.name for member in enum if cached_weights_path(member).is_file()]
+
+
+class _socket_timeout:
+    """Bound each network read of a weights download, so an unreachable host fails instead of hanging."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.previous: float | None = None
+
+    def __enter__(self) -> None:
+        self.previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(self.seconds)
+
+    def __exit__(self, *exc_info: object) -> None:
+        socket.setdefaulttimeout(self.previous)
