@@ -1,0 +1,88 @@
+"""The Typer app, its global options, and the single place where library errors become exit codes."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from deploy import __version__
+from deploy.cli import export_cmd, infer_cmd, list_cmd
+from deploy.cli.output import configure_logging, settings, stderr
+from deploy.errors import DeployError
+
+INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE: a bug in deploy, not in the user's input
+
+
+class DeployGroup(TyperGroup):
+    """Runs every command inside the error boundary: one red line and the fix, never a traceback (unless --debug)."""
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        debug = bool(ctx.params.get("debug")) or os.environ.get("DEPLOY_DEBUG") == "1"
+        try:
+            return super().invoke(ctx)
+        except (typer.TyperException, typer.Exit, typer.Abort):
+            raise
+        except DeployError as exc:
+            if debug:
+                raise
+            stderr.print(f"[bold red]error:[/bold red] {exc.message}", highlight=False)
+            if exc.hint:
+                stderr.print(f"[yellow]fix:[/yellow] {exc.hint}", highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            stderr.print("[red]interrupted[/red]; nothing half-written was kept")
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            if debug:
+                raise
+            stderr.print(
+                f"[bold red]internal error:[/bold red] {type(exc).__name__}: {exc}", highlight=False, markup=False
+            )
+            stderr.print("[yellow]fix:[/yellow] rerun with --debug for the traceback and report it")
+            raise typer.Exit(INTERNAL_ERROR_EXIT) from None
+
+
+app = typer.Typer(
+    cls=DeployGroup,
+    name="deploy",
+    help="Classic CNNs from PyTorch to verified, fast inference: export, simplify, check parity, run.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"deploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress messages on stderr."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    state = settings(ctx)
+    state.debug, state.quiet = debug, quiet
+    configure_logging(debug)
+    if not debug:
+        # Exporter and library deprecation chatter is noise to a user; --debug shows it.
+        warnings.simplefilter("ignore")
+
+
+app.command("list")(list_cmd.list_models)
+app.command("export")(export_cmd.export)
+app.command("infer")(infer_cmd.infer)
+
+
+def main() -> None:
+    app()

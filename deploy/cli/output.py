@@ -1,0 +1,61 @@
+"""Where the CLI writes: machine output on stdout, human messages and errors on stderr."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+@dataclasses.dataclass
+class Settings:
+    debug: bool = False
+    quiet: bool = False
+
+
+def settings(ctx: typer.Context) -> Settings:
+    root = ctx.find_root()
+    if not isinstance(root.obj, Settings):
+        root.obj = Settings()
+    return root.obj
+
+
+def configure_logging(debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=stderr, show_time=False, show_path=debug)],
+        force=True,
+    )
+
+
+def progress_printer(ctx: typer.Context) -> Callable[[str], None] | None:
+    if settings(ctx).quiet:
+        return None
+    return lambda message: stderr.print(f"[dim]• {message}[/dim]", highlight=False)
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: _jsonable(getattr(value, field.name)) for field in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(_jsonable(value), indent=2))

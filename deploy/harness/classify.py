@@ -1,0 +1,102 @@
+"""Top-k classification of image files through a deployed artifact, using the sidecar's preprocessing and labels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from deploy.backends.onnxruntime_runner import OrtRunner
+from deploy.errors import BadInput
+from deploy.harness.images import Preprocessing, load_image, preprocess
+from deploy.sidecar import load_sidecar, sidecar_path
+
+
+@dataclass(frozen=True)
+class Prediction:
+    index: int
+    label: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Classification:
+    image: str
+    predictions: tuple[Prediction, ...]
+
+
+@dataclass(frozen=True)
+class InferResult:
+    artifact: str
+    model: str
+    backend: str
+    preprocessing_from: Literal["sidecar", "zoo"]
+    classifications: tuple[Classification, ...]
+
+
+@dataclass(frozen=True)
+class _Contract:
+    model: str
+    input_name: str
+    preprocessing: Preprocessing
+    labels: tuple[str, ...] | None
+    origin: Literal["sidecar", "zoo"]
+
+
+def classify(
+    artifact: Path, images: Sequence[Path], *, model: str | None = None, top_k: int = 5
+) -> InferResult:
+    """Run every image through `artifact` (batch 1) and return its top-k labels with softmax probabilities."""
+    if top_k < 1:
+        raise BadInput(f"--top {top_k} must be at least 1", hint="pass --top 5")
+    if not images:
+        raise BadInput("no images given", hint="pass one or more image files after the artifact")
+    contract = _contract(artifact, model)
+    # Decode everything first: a bad image fails the command before any inference runs.
+    tensors = [(path, preprocess(load_image(path), contract.preprocessing)) for path in images]
+
+    classifications = []
+    with OrtRunner(artifact) as runner:
+        output = runner.outputs[0]
+        for path, tensor in tensors:
+            scores = runner.infer({contract.input_name: tensor[None]})[output.name]
+            if scores.ndim != 2:
+                raise BadInput(
+                    f"{contract.model} outputs {scores.shape[1:]} feature maps, not class scores",
+                    hint="`deploy infer` prints labels for classifiers only; use the Python API for raw outputs",
+                )
+            classifications.append(Classification(str(path), _top(scores[0], contract.labels, top_k)))
+    return InferResult(str(artifact), contract.model, runner.name, contract.origin, tuple(classifications))
+
+
+def _contract(artifact: Path, model: str | None) -> _Contract:
+    if not artifact.is_file():
+        raise BadInput(f"artifact {artifact} does not exist", hint="export one with `deploy export MODEL`")
+    if artifact.suffix != ".onnx":
+        raise BadInput(
+            f"{artifact} is not an .onnx file",
+            hint="`deploy infer` runs ONNX models; TensorRT plans arrive with the tensorrt extra",
+        )
+    if sidecar_path(artifact).is_file() or model is None:
+        sidecar = load_sidecar(artifact)
+        return _Contract(
+            sidecar.model, sidecar.inputs[0].name, sidecar.preprocessing, sidecar.labels, "sidecar"
+        )
+    from deploy.zoo import get_spec  # torch is only needed on this fallback path
+
+    spec = get_spec(model)
+    # Without a sidecar the zoo's default preprocessing is assumed; the result says so (preprocessing_from).
+    return _Contract(spec.name, spec.input_name, spec.preprocessing, spec.labels, "zoo")
+
+
+def _top(logits: np.ndarray, labels: tuple[str, ...] | None, k: int) -> tuple[Prediction, ...]:
+    shifted = logits.astype(np.float64) - logits.max()
+    probabilities = np.exp(shifted) / np.exp(shifted).sum()
+    order = np.argsort(-probabilities)[: min(k, probabilities.size)]
+    return tuple(
+        Prediction(int(i), labels[i] if labels and i < len(labels) else f"class {i}", float(probabilities[i]))
+        for i in order
+    )

@@ -1,0 +1,54 @@
+"""Shared fixtures: real sample photos on disk, and exported artifacts made once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from deploy.export import ExportConfig, ExportResult, export_model
+from deploy.samples import sample_digits, sample_photos
+
+
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A few of scikit-image's real photos saved as JPEG/PNG files, as a user would pass them."""
+    folder = tmp_path_factory.mktemp("photos")
+    for sample in sample_photos(4):
+        sample.image.convert("RGB").save(folder / f"{sample.name}.jpg", quality=95)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def digit_files(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, int]]:
+    folder = tmp_path_factory.mktemp("digits")
+    files = []
+    for sample in sample_digits(20, offset=1500):
+        path = folder / f"digit{sample.label}_{len(files)}.png"
+        sample.image.save(path)
+        files.append((path, int(sample.label or 0)))
+    return files
+
+
+@pytest.fixture(scope="session")
+def lenet5_export(tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
+    return export_model(ExportConfig(model="lenet5", out_dir=tmp_path_factory.mktemp("export")))
+
+
+@pytest.fixture(scope="session")
+def resnet18_export(tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
+    return export_model(
+        ExportConfig(model="resnet18", weights="random", out_dir=tmp_path_factory.mktemp("export"))
+    )
+
+
+@pytest.fixture()
+def cli() -> CliRunner:
+    return CliRunner()
+
+
+def save_image(image: Image.Image, path: Path, **kwargs: object) -> Path:
+    image.save(path, **kwargs)
+    return path
