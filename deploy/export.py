@@ -25,7 +25,14 @@ from deploy.files import Staging, ensure_writable_dir
 from deploy.harness.compare import DEFAULT_TOLERANCES, ParityReport, Tolerance, run_parity
 from deploy.harness.images import preprocess_batch
 from deploy.samples import samples_for
-from deploy.sidecar import BatchRange, Sidecar, TensorInfo, onnxruntime_version, package_versions, sidecar_path
+from deploy.sidecar import (
+    BatchRange,
+    Sidecar,
+    TensorInfo,
+    onnxruntime_version,
+    package_versions,
+    sidecar_path,
+)
 from deploy.simplify import Simplifier, SimplifyResult, simplify
 from deploy.zoo import LoadedModel, get_spec, load_model
 
@@ -111,7 +118,11 @@ def export_model(config: ExportConfig, *, progress: Progress | None = None) -> E
                 torch_runner = TorchRunner(loaded.module, inputs=input_meta, output_names=[o.name for o in outputs])
                 with torch_runner:
                     parity = run_parity(
-                        torch_runner, ort_runner, feeds, config.tolerance, input_names=_sample_names(loaded, config)
+                        torch_runner,
+                        ort_runner,
+                        feeds,
+                        config.tolerance,
+                        input_names=_sample_names(loaded, config),
                     )
 
         from deploy.files import sha256_file
@@ -152,8 +163,7 @@ def export_model(config: ExportConfig, *, progress: Progress | None = None) -> E
         if parity is not None and not parity:
             raise ParityError(
                 f"{spec.name}: ONNX Runtime output differs from eager PyTorch ({parity.summary()})",
-                hint="nothing was written; loosen with --atol/--rtol, or keep the file for inspection with "
-                "--no-verify",
+                hint="nothing was written; loosen with --atol/--rtol, or keep the file for inspection with --no-verify",
             )
         staging.path_for(json_path).write_text(sidecar.to_json(), encoding="utf-8")
         staging.commit()
@@ -165,7 +175,8 @@ def export_model(config: ExportConfig, *, progress: Progress | None = None) -> E
 def _validate(config: ExportConfig) -> None:
     if not MIN_OPSET <= config.opset <= MAX_OPSET:
         raise BadInput(
-            f"--opset {config.opset} is not supported", hint=f"choose an opset from {MIN_OPSET} to {MAX_OPSET}"
+            f"--opset {config.opset} is not supported",
+            hint=f"choose an opset from {MIN_OPSET} to {MAX_OPSET}",
         )
     if config.max_batch < 1 or config.static_batch < 1:
         raise BadInput("batch sizes must be at least 1", hint="pass --max-batch N (or --batch N with --static)")

@@ -44,7 +44,9 @@ class Staging:
     def commit(self) -> None:
         # The artifact goes first, its sidecar last: a reader that finds a sidecar finds its artifact too,
         # and the sidecar's sha256 exposes a pair torn by a crash between the two renames.
+        mode = 0o666 & ~_current_umask()  # mkstemp creates 0600; artifacts get ordinary file permissions
         for final, tmp in self._pending.items():
+            os.chmod(tmp, mode)
             os.replace(tmp, final)
         self._pending.clear()
 
@@ -57,6 +59,12 @@ class Staging:
         for tmp in self._pending.values():
             tmp.unlink(missing_ok=True)
         self._pending.clear()
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(final: Path, text: str) -> Path:

@@ -64,9 +64,7 @@ class Sidecar:
             family=data["family"],
             weights=dict(data["weights"]),
             inputs=tuple(TensorInfo(t["name"], tuple(t["shape"]), t.get("dtype", "float32")) for t in data["inputs"]),
-            outputs=tuple(
-                TensorInfo(t["name"], tuple(t["shape"]), t.get("dtype", "float32")) for t in data["outputs"]
-            ),
+            outputs=tuple(TensorInfo(t["name"], tuple(t["shape"]), t.get("dtype", "float32")) for t in data["outputs"]),
             batch=BatchRange(**data["batch"]),
             preprocessing=Preprocessing.from_dict(data["preprocessing"]),
             labels=None if data.get("labels") is None else tuple(data["labels"]),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,9 @@ from typer.testing import CliRunner
 
 from deploy.export import ExportConfig, ExportResult, export_model
 from deploy.samples import sample_digits, sample_photos
+
+# Weights deploy trains itself (lenet5 `digits`) go to a per-run cache, never the user's ~/.cache/deploy.
+os.environ["DEPLOY_CACHE"] = tempfile.mkdtemp(prefix="deploy-test-cache-")
 
 
 @pytest.fixture(scope="session")
@@ -39,9 +44,7 @@ def lenet5_export(tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
 
 @pytest.fixture(scope="session")
 def resnet18_export(tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
-    return export_model(
-        ExportConfig(model="resnet18", weights="random", out_dir=tmp_path_factory.mktemp("export"))
-    )
+    return export_model(ExportConfig(model="resnet18", weights="random", out_dir=tmp_path_factory.mktemp("export")))
 
 
 @pytest.fixture()

@@ -111,7 +111,7 @@ def test_infer_converts_unusual_image_modes(cli: CliRunner, tmp_path: Path, lene
         photo.convert("CMYK").save(tmp_path / "cmyk.jpg") or tmp_path / "cmyk.jpg",
         photo.convert("P").save(tmp_path / "palette.gif") or tmp_path / "palette.gif",
     ]
-    sixteen = Image.fromarray((np.asarray(photo.convert("L"), dtype=np.uint16) * 257))
+    sixteen = Image.fromarray(np.asarray(photo.convert("L"), dtype=np.uint16) * 257)
     sixteen.save(tmp_path / "sixteen.png")
     files.append(tmp_path / "sixteen.png")
     result = cli.invoke(app, ["infer", str(lenet5_export.onnx_path), *map(str, files), "--json"])
@@ -168,8 +168,9 @@ def test_export_unknown_simplifier(cli: CliRunner, tmp_path: Path) -> None:
     _fails_cleanly(cli.invoke(app, ["export", "lenet5", "--simplifier", "magic"]), BadInput.exit_code, "onnxslim")
 
 
-def test_infer_missing_sidecar_says_so(cli: CliRunner, tmp_path: Path, lenet5_export: ExportResult,
-                                       digit_files: list[tuple[Path, int]]) -> None:  # fmt: skip
+def test_infer_missing_sidecar_says_so(
+    cli: CliRunner, tmp_path: Path, lenet5_export: ExportResult, digit_files: list[tuple[Path, int]]
+) -> None:
     lonely = tmp_path / "lenet5.onnx"
     lonely.write_bytes(lenet5_export.onnx_path.read_bytes())
     result = cli.invoke(app, ["infer", str(lonely), str(digit_files[0][0])])
@@ -179,26 +180,32 @@ def test_infer_missing_sidecar_says_so(cli: CliRunner, tmp_path: Path, lenet5_ex
     assert result.exit_code == 0 and "assumed lenet5's default preprocessing" in result.output
 
 
-def test_infer_stale_sidecar_is_detected(cli: CliRunner, tmp_path: Path, lenet5_export: ExportResult,
-                                         digit_files: list[tuple[Path, int]]) -> None:  # fmt: skip
+def test_infer_stale_sidecar_is_detected(
+    cli: CliRunner, tmp_path: Path, lenet5_export: ExportResult, digit_files: list[tuple[Path, int]]
+) -> None:
     onnx_path = tmp_path / "lenet5.onnx"
     onnx_path.write_bytes(lenet5_export.onnx_path.read_bytes() + b"\0")
     (tmp_path / "lenet5.json").write_text(lenet5_export.sidecar_path.read_text())
-    _fails_cleanly(cli.invoke(app, ["infer", str(onnx_path), str(digit_files[0][0])]), ArtifactError.exit_code,
-                   "sha256 mismatch")  # fmt: skip
+    _fails_cleanly(
+        cli.invoke(app, ["infer", str(onnx_path), str(digit_files[0][0])]),
+        ArtifactError.exit_code,
+        "sha256 mismatch",
+    )
 
 
 @pytest.mark.parametrize("content", [b"", b"garbage that is not protobuf \xff\x00\x13", b"\x08\x07" * 50])
-def test_infer_corrupt_onnx_file(cli: CliRunner, tmp_path: Path, content: bytes,
-                                 digit_files: list[tuple[Path, int]]) -> None:  # fmt: skip
+def test_infer_corrupt_onnx_file(
+    cli: CliRunner, tmp_path: Path, content: bytes, digit_files: list[tuple[Path, int]]
+) -> None:
     path = tmp_path / "broken.onnx"
     path.write_bytes(content)
     result = cli.invoke(app, ["infer", str(path), str(digit_files[0][0]), "--model", "lenet5"])
     _fails_cleanly(result, ArtifactError.exit_code, "cannot load", str(path))
 
 
-def test_infer_truncated_onnx_with_its_sidecar(cli: CliRunner, tmp_path: Path, lenet5_export: ExportResult,
-                                               digit_files: list[tuple[Path, int]]) -> None:  # fmt: skip
+def test_infer_truncated_onnx_with_its_sidecar(
+    cli: CliRunner, tmp_path: Path, lenet5_export: ExportResult, digit_files: list[tuple[Path, int]]
+) -> None:
     onnx_path = tmp_path / "lenet5.onnx"
     onnx_path.write_bytes(lenet5_export.onnx_path.read_bytes()[:5000])
     (tmp_path / "lenet5.json").write_text(lenet5_export.sidecar_path.read_text())
@@ -230,21 +237,26 @@ def test_infer_truncated_image(cli: CliRunner, tmp_path: Path, lenet5_export: Ex
     _fails_cleanly(cli.invoke(app, ["infer", str(lenet5_export.onnx_path), str(path)]), BadInput.exit_code, "cut.png")
 
 
-def test_infer_enormous_image_keeps_the_bomb_guard(cli: CliRunner, tmp_path: Path, lenet5_export: ExportResult,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_infer_enormous_image_keeps_the_bomb_guard(
+    cli: CliRunner, tmp_path: Path, lenet5_export: ExportResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "huge.png"
     Image.new("L", (400, 400)).save(path)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40_000)  # 160,000 pixels: beyond twice the limit
-    _fails_cleanly(cli.invoke(app, ["infer", str(lenet5_export.onnx_path), str(path)]), BadInput.exit_code,
-                   "too large")  # fmt: skip
+    _fails_cleanly(cli.invoke(app, ["infer", str(lenet5_export.onnx_path), str(path)]), BadInput.exit_code, "too large")
 
 
 def test_infer_on_a_feature_extractor_explains_why_no_labels(cli: CliRunner, tmp_path: Path, photo_dir: Path) -> None:
-    result = cli.invoke(app, ["-q", "export", "inception_block", "-o", str(tmp_path), "--no-verify", "--max-batch", "2"])
+    result = cli.invoke(
+        app, ["-q", "export", "inception_block", "-o", str(tmp_path), "--no-verify", "--max-batch", "2"]
+    )
     assert result.exit_code == 0, result.output
     image = next(photo_dir.iterdir())
-    _fails_cleanly(cli.invoke(app, ["infer", str(tmp_path / "inception_block.onnx"), str(image)]),
-                   BadInput.exit_code, "not class scores")  # fmt: skip
+    _fails_cleanly(
+        cli.invoke(app, ["infer", str(tmp_path / "inception_block.onnx"), str(image)]),
+        BadInput.exit_code,
+        "not class scores",
+    )
 
 
 def test_debug_shows_the_traceback(cli: CliRunner) -> None:

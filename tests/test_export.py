@@ -15,7 +15,15 @@ from deploy.harness.compare import Tolerance
 from deploy.sidecar import load_sidecar
 from deploy.zoo import get_spec
 
-DEFAULT_RUN = ["lenet5", "alexnet2012", "inception_block", "resnet18", "googlenet", "densenet121", "inception_v3"]
+DEFAULT_RUN = [
+    "lenet5",
+    "alexnet2012",
+    "inception_block",
+    "resnet18",
+    "googlenet",
+    "densenet121",
+    "inception_v3",
+]
 SLOW_RUN = [
     "alexnet", "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
     "resnet34", "resnet50", "resnet101", "resnet152", "densenet161", "densenet169", "densenet201",
@@ -66,7 +74,8 @@ def test_dynamic_batch_runs_any_size_up_to_the_maximum(resnet18_export: ExportRe
 
 def test_sidecar_records_what_produced_the_artifact(lenet5_export: ExportResult) -> None:
     data = json.loads(lenet5_export.sidecar_path.read_text())
-    assert data["model"] == "lenet5" and data["weights"]["kind"] == "random"
+    assert data["model"] == "lenet5" and data["weights"]["kind"] == "digits"
+    assert data["weights"]["test_accuracy"] > 0.95
     assert data["inputs"] == [{"name": "input", "shape": ["batch", 1, 32, 32], "dtype": "float32"}]
     assert data["outputs"][0]["shape"] == ["batch", 10]
     assert data["preprocessing"]["color"] == "L" and data["labels"] == list("0123456789")
@@ -120,3 +129,24 @@ def test_re_export_replaces_the_pair_atomically(tmp_path: Path) -> None:
     assert first.onnx_path == second.onnx_path
     assert load_sidecar(second.onnx_path).opset == 20
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lenet5.json", "lenet5.onnx"]
+
+
+def test_lenet5_digits_accuracy_is_the_same_in_onnx_runtime_as_eager(lenet5_export: ExportResult) -> None:
+    """Ground truth on real labelled data: the held-out digits split, eager vs the exported ONNX."""
+    import torch
+
+    from deploy.samples import digits_split
+    from deploy.zoo import load_model
+    from deploy.zoo.digits import digits_arrays
+
+    loaded = load_model(get_spec("lenet5"))  # default weights: trained on the digits' training split
+    images, labels = digits_arrays(digits_split().test, loaded.source.preprocessing)
+    with torch.inference_mode():
+        eager = loaded.module(torch.from_numpy(images)).numpy().argmax(axis=1)
+    with OrtRunner(lenet5_export.onnx_path) as runner:
+        deployed = np.concatenate(
+            [runner.infer({"input": images[i : i + 32]})["logits"] for i in range(0, len(images), 32)]
+        ).argmax(axis=1)
+    eager_accuracy, deployed_accuracy = (eager == labels).mean(), (deployed == labels).mean()
+    assert eager_accuracy > 0.95
+    assert deployed_accuracy == eager_accuracy and (deployed == eager).all()

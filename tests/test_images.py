@@ -22,7 +22,9 @@ from deploy.zoo.torchvision_zoo import preprocessing_of
         torchvision.models.DenseNet121_Weights.IMAGENET1K_V1,
     ],
 )
-def test_preprocess_reproduces_torchvision_transforms_on_real_photos(weights: torchvision.models.WeightsEnum) -> None:
+def test_preprocess_reproduces_torchvision_transforms_on_real_photos(
+    weights: torchvision.models.WeightsEnum,
+) -> None:
     transform = weights.transforms()
     prep = preprocessing_of(weights)
     for sample in sample_photos(4):
@@ -96,7 +98,7 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
 
 
 def test_missing_image_names_the_path(tmp_path: Path) -> None:
-    with pytest.raises(BadInput, match="nope.png"):
+    with pytest.raises(BadInput, match=r"nope\.png"):
         load_image(tmp_path / "nope.png")
 
 

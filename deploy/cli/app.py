@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from deploy import __version__
-from deploy.cli import export_cmd, infer_cmd, list_cmd
+from deploy.cli import export_cmd, infer_cmd, list_cmd, samples_cmd
 from deploy.cli.output import configure_logging, settings, stderr
 from deploy.errors import DeployError
 
@@ -40,7 +40,9 @@ class DeployGroup(TyperGroup):
             if debug:
                 raise
             stderr.print(
-                f"[bold red]internal error:[/bold red] {type(exc).__name__}: {exc}", highlight=False, markup=False
+                f"[bold red]internal error:[/bold red] {type(exc).__name__}: {exc}",
+                highlight=False,
+                markup=False,
             )
             stderr.print("[yellow]fix:[/yellow] rerun with --debug for the traceback and report it")
             raise typer.Exit(INTERNAL_ERROR_EXIT) from None
@@ -82,6 +84,7 @@ def root(
 app.command("list")(list_cmd.list_models)
 app.command("export")(export_cmd.export)
 app.command("infer")(infer_cmd.infer)
+app.command("samples")(samples_cmd.samples)
 
 
 def main() -> None:

@@ -13,8 +13,11 @@ def export(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="Architecture name (see `deploy list`)."),
     weights: str | None = typer.Option(
-        None, "--weights", "-w", help="torchvision weights name (DEFAULT, IMAGENET1K_V1, …), a checkpoint PATH, "
-        "or 'random'. Default: the model's pretrained weights, or random where none exist."
+        None,
+        "--weights",
+        "-w",
+        help="torchvision weights name (DEFAULT, IMAGENET1K_V1, …), a checkpoint PATH, "
+        "or 'random'. Default: the model's pretrained weights, or random where none exist.",
     ),
     out_dir: Path = typer.Option(Path("export"), "--out-dir", "-o", help="Folder for the .onnx and .json."),
     opset: int = typer.Option(20, "--opset", help="ONNX opset (18-23)."),

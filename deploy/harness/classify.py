@@ -46,9 +46,7 @@ class _Contract:
     origin: Literal["sidecar", "zoo"]
 
 
-def classify(
-    artifact: Path, images: Sequence[Path], *, model: str | None = None, top_k: int = 5
-) -> InferResult:
+def classify(artifact: Path, images: Sequence[Path], *, model: str | None = None, top_k: int = 5) -> InferResult:
     """Run every image through `artifact` (batch 1) and return its top-k labels with softmax probabilities."""
     if top_k < 1:
         raise BadInput(f"--top {top_k} must be at least 1", hint="pass --top 5")
@@ -82,9 +80,7 @@ def _contract(artifact: Path, model: str | None) -> _Contract:
         )
     if sidecar_path(artifact).is_file() or model is None:
         sidecar = load_sidecar(artifact)
-        return _Contract(
-            sidecar.model, sidecar.inputs[0].name, sidecar.preprocessing, sidecar.labels, "sidecar"
-        )
+        return _Contract(sidecar.model, sidecar.inputs[0].name, sidecar.preprocessing, sidecar.labels, "sidecar")
     from deploy.zoo import get_spec  # torch is only needed on this fallback path
 
     spec = get_spec(model)

@@ -137,7 +137,9 @@ def compare_arrays(name: str, reference: np.ndarray, candidate: np.ndarray, tol:
 
 def _cosine_per_sample(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
     dot = np.einsum("ij,ij->i", ref, cand, dtype=np.float64)
-    norms = np.sqrt(np.einsum("ij,ij->i", ref, ref, dtype=np.float64) * np.einsum("ij,ij->i", cand, cand, dtype=np.float64))
+    norms = np.sqrt(
+        np.einsum("ij,ij->i", ref, ref, dtype=np.float64) * np.einsum("ij,ij->i", cand, cand, dtype=np.float64)
+    )
     # Two all-zero samples are identical; one zero and one not are orthogonal.
     both_zero = norms == 0
     cos = np.where(both_zero, 0.0, dot / np.where(both_zero, 1.0, norms))

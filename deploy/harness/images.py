@@ -102,8 +102,8 @@ def preprocess(image: Image.Image, prep: Preprocessing) -> np.ndarray:
 
     width, height = image.size
     crop = prep.crop_size
-    top = int(round((height - crop) / 2.0))
-    left = int(round((width - crop) / 2.0))
+    top = round((height - crop) / 2.0)
+    left = round((width - crop) / 2.0)
     image = image.crop((left, top, left + crop, top + crop))
 
     array = np.asarray(image, dtype=np.float32) / 255.0

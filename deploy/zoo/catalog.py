@@ -44,7 +44,7 @@ def catalog(pattern: str = "*") -> list[CatalogEntry]:
                 input_shape=spec.input_shape,
                 num_params=spec.num_params,
                 default_weights=spec.default_weights,
-                weights=(*published, "random"),
+                weights=(*published, *(("digits",) if spec.sample_set == "digits" else ()), "random"),
                 cached_weights=tuple(weights_cached(spec)),
                 slow=spec.slow,
             )

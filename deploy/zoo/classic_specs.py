@@ -44,7 +44,7 @@ def register_all() -> None:
             num_params=LENET5_PARAMS,
             labels=tuple(str(digit) for digit in range(10)),
             labels_source="digits 0-9",
-            default_weights="random",
+            default_weights="digits",
             sample_set="digits",
         )
     )

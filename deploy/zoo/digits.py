@@ -6,24 +6,20 @@ accuracy checks because no ImageNet weights or labelled photos can be downloaded
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from deploy.harness.images import Preprocessing, preprocess_batch
-from deploy.samples import Sample, sample_digits
+from deploy.samples import DIGITS_SPLIT_SEED, Sample, digits_split
 
-SPLIT_SEED = 0
 TRAIN_SEED = 0
-TEST_FRACTION = 0.25
-
-
-@dataclass(frozen=True)
-class DigitsSplit:
-    train: list[Sample]
-    test: list[Sample]
+EPOCHS = 15
+RECIPE = f"lenet5-digits-split{DIGITS_SPLIT_SEED}-seed{TRAIN_SEED}-e{EPOCHS}-v1"
 
 
 @dataclass(frozen=True)
@@ -31,18 +27,12 @@ class TrainedDigits:
     state_dict: dict[str, torch.Tensor]
     test_accuracy: float
     epochs: int
+    cache: Path | None = None
 
 
-def digits_split() -> DigitsSplit:
-    """The fixed stratified 75/25 split every accuracy number in this project refers to."""
-    from sklearn.model_selection import train_test_split
-
-    samples = sample_digits()
-    labels = [sample.label for sample in samples]
-    train, test = train_test_split(
-        samples, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=labels
-    )
-    return DigitsSplit(train=list(train), test=list(test))
+def cache_dir() -> Path:
+    """Where deploy keeps weights it made itself: $DEPLOY_CACHE, else ~/.cache/deploy."""
+    return Path(os.environ.get("DEPLOY_CACHE", Path.home() / ".cache" / "deploy"))
 
 
 def digits_arrays(samples: list[Sample], prep: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
@@ -51,7 +41,36 @@ def digits_arrays(samples: list[Sample], prep: Preprocessing) -> tuple[np.ndarra
     return images, labels
 
 
-def train_lenet5(module: nn.Module, prep: Preprocessing, *, epochs: int = 15, batch_size: int = 32) -> TrainedDigits:
+def load_or_train_digits(module: nn.Module, prep: Preprocessing) -> TrainedDigits:
+    """The cached result of `train_lenet5` for this recipe, training (and caching atomically) on first use."""
+    from deploy.files import Staging
+
+    path = cache_dir() / f"{RECIPE}.pt"
+    if path.is_file():
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            return TrainedDigits(saved["state_dict"], float(saved["test_accuracy"]), int(saved["epochs"]), path)
+        except (OSError, RuntimeError, KeyError, TypeError, ValueError):
+            pass  # a damaged cache entry is simply retrained and replaced
+    trained = train_lenet5(module, prep, epochs=EPOCHS)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with Staging() as staging:
+            payload = {
+                "state_dict": trained.state_dict,
+                "test_accuracy": trained.test_accuracy,
+                "epochs": EPOCHS,
+            }
+            torch.save(payload, staging.path_for(path))
+            staging.commit()
+    except OSError:
+        return trained  # an unwritable cache costs a retrain next time, nothing more
+    return TrainedDigits(trained.state_dict, trained.test_accuracy, trained.epochs, path)
+
+
+def train_lenet5(
+    module: nn.Module, prep: Preprocessing, *, epochs: int = EPOCHS, batch_size: int = 32
+) -> TrainedDigits:
     split = digits_split()
     x_train, y_train = (torch.from_numpy(a) for a in digits_arrays(split.train, prep))
     x_test, y_test = (torch.from_numpy(a) for a in digits_arrays(split.test, prep))

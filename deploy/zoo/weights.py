@@ -34,7 +34,7 @@ _DOWNLOAD_TIMEOUT_S = 30.0
 class WeightsSource:
     """Where a model's parameters came from; recorded in every sidecar."""
 
-    kind: Literal["torchvision", "checkpoint", "random"]
+    kind: Literal["torchvision", "checkpoint", "random", "digits"]
     name: str
     preprocessing: Preprocessing
     labels: tuple[str, ...] | None
@@ -65,6 +65,8 @@ def load_model(spec: ModelSpec, weights: str | None = None) -> LoadedModel:
     choice = spec.default_weights if weights is None else weights
     if choice.lower() == "random":
         module, source = _random(spec)
+    elif choice.lower() == "digits":
+        module, source = _digits(spec)
     elif _looks_like_path(choice):
         module, source = _checkpoint(spec, Path(choice))
     else:
@@ -85,9 +87,29 @@ def _random(spec: ModelSpec) -> tuple[nn.Module, WeightsSource]:
     return module, source
 
 
+def _digits(spec: ModelSpec) -> tuple[nn.Module, WeightsSource]:
+    """LeNet-5 trained on sklearn's digits by deploy.zoo.digits; trained once, then read from the cache."""
+    if spec.sample_set != "digits":
+        raise WeightsError(
+            f"'digits' weights exist for lenet5 only, not {spec.name}",
+            hint="use a torchvision weights name, --weights random or --weights PATH",
+        )
+    from deploy.zoo.digits import load_or_train_digits
+
+    torch.manual_seed(RANDOM_SEED)
+    module = spec.build()
+    trained = load_or_train_digits(module, spec.preprocessing)
+    module.load_state_dict(trained.state_dict)
+    detail = {"test_accuracy": trained.test_accuracy, "epochs": trained.epochs, "cache": str(trained.cache)}
+    source = WeightsSource("digits", "digits", spec.preprocessing, spec.labels, spec.labels_source, detail)
+    return module, source
+
+
 def _calibration_batches(spec: ModelSpec, batch_size: int = 8) -> Iterable[torch.Tensor]:
     """Real sample images and their mirror images, so BatchNorm sees natural-image statistics."""
-    images = [sample.image for sample in samples_for(spec.sample_set, count=None if spec.sample_set == "photos" else 64)]
+    images = [
+        sample.image for sample in samples_for(spec.sample_set, count=None if spec.sample_set == "photos" else 64)
+    ]
     array = preprocess_batch(images, spec.preprocessing)
     tensor = torch.from_numpy(array)
     tensor = torch.cat([tensor, torch.flip(tensor, dims=[3])])
@@ -163,8 +185,10 @@ def _unwrap_state_dict(loaded: object, path: Path) -> dict[str, torch.Tensor]:
             if isinstance(candidate.get(key), Mapping):
                 candidate = candidate[key]
                 break
-    if not isinstance(candidate, Mapping) or not candidate or not all(
-        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in candidate.items()
+    if (
+        not isinstance(candidate, Mapping)
+        or not candidate
+        or not all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in candidate.items())
     ):
         raise WeightsError(
             f"checkpoint {path} holds a {type(loaded).__name__}, not a state_dict of tensors",
@@ -228,7 +252,12 @@ def _torchvision(spec: ModelSpec, choice: str) -> tuple[nn.Module, WeightsSource
     detail = {"weights": f"{enum.__name__}.{weights.name}", "url": weights.url, "cache": str(cached)}
     labels = tuple(weights.meta["categories"])
     source = WeightsSource(
-        "torchvision", f"{enum.__name__}.{weights.name}", preprocessing_of(weights), labels, spec.labels_source, detail
+        "torchvision",
+        f"{enum.__name__}.{weights.name}",
+        preprocessing_of(weights),
+        labels,
+        spec.labels_source,
+        detail,
     )
     return module, source
 
@@ -239,7 +268,11 @@ def cached_weights_path(weights: torchvision.models.WeightsEnum) -> Path:
 
 
 def weights_cached(spec: ModelSpec) -> list[str]:
-    """Names of this model's torchvision weights already in the local cache (what `deploy list` shows)."""
+    """Names of this model's weights already on this machine (what `deploy list` marks as cached)."""
+    if spec.sample_set == "digits":
+        from deploy.zoo.digits import RECIPE, cache_dir
+
+        return ["digits"] if (cache_dir() / f"{RECIPE}.pt").is_file() else []
     if spec.weights_enum is None:
         return []
     enum = torchvision.models.get_model_weights(spec.name)
