@@ -52,7 +52,12 @@ class Sidecar:
     created_at: str
     parity: dict[str, Any] | None
     schema: str = SCHEMA
+    precision: dict[str, Any] | None = None  # typed ONNX from `deploy build`: how its precision was made
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def precision_name(self) -> str:
+        return "fp32" if self.precision is None else str(self.precision["precision"])
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -80,6 +85,7 @@ class Sidecar:
             created_at=data.get("created_at", ""),
             parity=data.get("parity"),
             schema=data.get("schema", SCHEMA),
+            precision=data.get("precision"),
             extra=dict(data.get("extra") or {}),
         )
 

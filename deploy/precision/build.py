@@ -1,0 +1,240 @@
+"""`deploy build`: typed ONNX per precision (fp32 copy, FP16 AutoCast, INT8 Q/DQ) with sidecars, in engines/."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import importlib.util
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import onnx
+
+from deploy.errors import BadInput
+from deploy.files import Staging, ensure_writable_dir, sha256_file
+from deploy.precision.calibration import CalibrationConfig, CalibrationSet, calibration_set
+from deploy.precision.int8 import CalibrationMethod, HighPrecision
+from deploy.precision.modelopt_run import modelopt_version
+from deploy.precision.typing_info import initializer_types
+from deploy.sidecar import Sidecar, load_sidecar, sidecar_path
+
+log = logging.getLogger(__name__)
+
+Precision = Literal["fp32", "fp16", "int8"]
+PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "int8")
+Progress = Callable[[str], None]
+AUTOCAST_REFERENCE_IMAGES = 8
+# An INT8 build where fewer than this share of Conv/Gemm layers got Q/DQ is mostly FP32 in disguise.
+MIN_QUANTIZED_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    targets: tuple[str, ...] = ()
+    precisions: tuple[Precision, ...] = PRECISIONS
+    export_dir: Path = Path("export")
+    engines_dir: Path = Path("engines")
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    method: CalibrationMethod = "entropy"
+    high_precision: HighPrecision = "fp16"
+    recalibrate: bool = False
+
+
+@dataclass(frozen=True)
+class BuiltArtifact:
+    model: str
+    precision: str
+    path: Path
+    sidecar_path: Path
+    sidecar: Sidecar
+    seconds: float
+    reused_calibration: bool | None = None
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    artifacts: tuple[BuiltArtifact, ...]
+    exported: tuple[Path, ...]
+    warnings: tuple[str, ...]
+    tensorrt: str
+
+
+def artifact_label(precision: Precision, method: CalibrationMethod) -> str:
+    return f"int8-{method}" if precision == "int8" and method != "entropy" else precision
+
+
+def build(config: BuildConfig, *, progress: Progress | None = None) -> BuildResult:
+    say = progress or (lambda _message: None)
+    if not config.precisions:
+        raise BadInput("no precision selected", hint="pass --fp32, --fp16, --int8 or --all")
+    engines = ensure_writable_dir(config.engines_dir)
+    sources, exported = _resolve_sources(config, say)
+    warnings: list[str] = []
+    artifacts = []
+    for source in sources:
+        sidecar = load_sidecar(source)
+        calib: CalibrationSet | None = None
+        if {"fp16", "int8"} & set(config.precisions):
+            from deploy.zoo import get_spec
+
+            spec = get_spec(sidecar.model)
+            calib = calibration_set(sidecar.preprocessing, spec.sample_set, config.calibration)
+            warnings.extend(w for w in calib.warnings if w not in warnings)
+        for precision in config.precisions:
+            say(f"building {sidecar.model} {artifact_label(precision, config.method)}")
+            built = _build_one(source, sidecar, precision, calib, engines, config)
+            artifacts.append(built)
+            warnings.extend(built.sidecar.precision.get("warnings", []) if built.sidecar.precision else [])
+    return BuildResult(tuple(artifacts), tuple(exported), tuple(warnings), _tensorrt_status())
+
+
+def _resolve_sources(config: BuildConfig, say: Progress) -> tuple[list[Path], list[Path]]:
+    exported: list[Path] = []
+    if not config.targets:
+        sources = sorted(p for p in config.export_dir.glob("*.onnx")) if config.export_dir.is_dir() else []
+        if not sources:
+            raise BadInput(
+                f"no exported ONNX models in {config.export_dir}",
+                hint="name a model (`deploy build resnet18`) or export one first with `deploy export MODEL`",
+            )
+        return sources, exported
+    sources = []
+    for target in config.targets:
+        path = Path(target)
+        if target.endswith(".onnx") or path.is_file():
+            if not path.is_file():
+                raise BadInput(f"ONNX file {path} does not exist", hint="export it with `deploy export MODEL`")
+            sources.append(path)
+            continue
+        from deploy.zoo import get_spec
+
+        name = get_spec(target).name
+        candidate = config.export_dir / f"{name}.onnx"
+        if not candidate.is_file():
+            from deploy.export import ExportConfig, export_model
+
+            say(f"no {candidate}: exporting {name} first")
+            candidate = export_model(ExportConfig(model=name, out_dir=config.export_dir), progress=say).onnx_path
+            exported.append(candidate)
+        sources.append(candidate)
+    return sources, exported
+
+
+def _build_one(
+    source: Path,
+    sidecar: Sidecar,
+    precision: Precision,
+    calib: CalibrationSet | None,
+    engines: Path,
+    config: BuildConfig,
+) -> BuiltArtifact:
+    started = time.perf_counter()
+    label = artifact_label(precision, config.method)
+    target = engines / f"{source.stem}.{label}.onnx"
+    details: dict[str, Any] = {
+        "precision": precision,
+        "label": label,
+        "source_onnx": str(source),
+        "source_sha256": sidecar.sha256,
+    }
+    reused = None
+    with Staging() as staging:
+        tmp = staging.path_for(target)
+        if precision == "fp32":
+            shutil.copyfile(source, tmp)
+        elif precision == "fp16":
+            assert calib is not None
+            from deploy.precision.fp16 import convert_fp16
+
+            reference = calib.arrays()[:AUTOCAST_REFERENCE_IMAGES]
+            result = convert_fp16(source, input_name=sidecar.inputs[0].name, reference_inputs=reference)
+            onnx.save_model(result.model, tmp)
+            details |= {
+                "tool": "modelopt.onnx.autocast",
+                "modelopt": modelopt_version(),
+                "reference_images": len(reference),
+                "high_precision_nodes": list(result.high_precision_nodes),
+                "initializer_types": dict(initializer_types(result.model)),
+            }
+        else:
+            assert calib is not None
+            details |= _int8(source, sidecar, calib, config, tmp)
+            reused = details["calibration"]["reused_cache"]
+        new_sidecar = dataclasses.replace(
+            sidecar,
+            artifact=target.name,
+            sha256=sha256_file(tmp),
+            size_bytes=tmp.stat().st_size,
+            created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            parity=None,
+            precision=details | {"build_seconds": round(time.perf_counter() - started, 3)},
+        )
+        staging.path_for(sidecar_path(target)).write_text(new_sidecar.to_json(), encoding="utf-8")
+        staging.commit()
+    return BuiltArtifact(
+        sidecar.model, label, target, sidecar_path(target), new_sidecar, time.perf_counter() - started, reused
+    )
+
+
+def _int8(source: Path, sidecar: Sidecar, calib: CalibrationSet, config: BuildConfig, tmp: Path) -> dict[str, Any]:
+    from deploy.precision.int8 import quantize_int8
+
+    chw = tuple(int(d) for d in sidecar.inputs[0].shape[1:])
+    result = quantize_int8(
+        source,
+        model_name=source.stem,
+        source_sha256=sidecar.sha256,
+        input_name=sidecar.inputs[0].name,
+        input_chw=(chw[0], chw[1], chw[2]),
+        static_batch=None if sidecar.batch.dynamic else sidecar.batch.max,
+        calibration=calib,
+        method=config.method,
+        high_precision=config.high_precision,
+        cache_dir=config.calibration.directory,
+        recalibrate=config.recalibrate,
+    )
+    onnx.save_model(result.model, tmp)
+    warnings = list(result.warnings)
+    compute = len(result.quantized_nodes) + len(result.high_precision_nodes)
+    if compute and len(result.quantized_nodes) / compute < MIN_QUANTIZED_SHARE:
+        warnings.append(
+            f"only {len(result.quantized_nodes)} of {compute} Conv/Gemm layers of {sidecar.model} got Q/DQ: "
+            "this INT8 build is mostly high precision"
+        )
+    for warning in warnings:
+        log.warning(warning)
+    return {
+        "tool": "modelopt.onnx.quantization",
+        "modelopt": modelopt_version(),
+        "method": config.method,
+        "high_precision": config.high_precision,
+        "qdq_pairs": result.qdq_pairs,
+        "quantized_nodes": len(result.quantized_nodes),
+        "high_precision_nodes": list(result.high_precision_nodes),
+        "calibration": {
+            "source": calib.source,
+            "demo": calib.demo,
+            "count": calib.count,
+            "requested": calib.requested,
+            "skipped": calib.skipped,
+            "digest": calib.digest,
+            "cache": str(result.cache_path),
+            "cache_key": result.cache_key,
+            "reused_cache": result.reused_cache,
+        },
+        "warnings": warnings,
+    }
+
+
+def _tensorrt_status() -> str:
+    if importlib.util.find_spec("tensorrt") is None:
+        return (
+            "TensorRT is not installed: built typed ONNX only (ONNX Runtime runs it anywhere); "
+            'compile .plan engines on a GPU machine with pip install -e ".[tensorrt]"'
+        )
+    return "TensorRT is installed: .plan compilation from these typed ONNX files is not part of this build yet"

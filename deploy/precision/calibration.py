@@ -1,0 +1,138 @@
+"""Calibration images: a folder of user images (recursive, any Pillow format), or the offline demo set.
+
+The set is described by a digest of its files and preprocessing, computed without decoding, so a cached
+calibration can be reused without touching the images at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from deploy.errors import BadInput
+from deploy.harness.images import Preprocessing, load_image, preprocess_batch
+from deploy.samples import SampleSet, digits_split, sample_photos
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DIR = Path("calibration")
+DEFAULT_COUNT = 500
+RECOMMENDED_MINIMUM = 300
+# The demo photo set is split in two: the first half calibrates, the second half verifies (never both).
+DEMO_PHOTOS_CALIBRATION = 8
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    directory: Path = DEFAULT_DIR
+    count: int = DEFAULT_COUNT
+    explicit: bool = False  # the user named the folder: an empty or unreadable one is an error, not a fallback
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    """What will calibrate; `arrays()` decodes and preprocesses only when a calibration pass really runs."""
+
+    source: str
+    demo: bool
+    requested: int
+    count: int
+    skipped: int
+    digest: str
+    warnings: tuple[str, ...]
+    _loader: Callable[[], np.ndarray] = field(repr=False, compare=False)
+
+    def arrays(self) -> np.ndarray:
+        return self._loader()
+
+
+def calibration_set(prep: Preprocessing, sample_set: SampleSet, config: CalibrationConfig) -> CalibrationSet:
+    if config.count < 1:
+        raise BadInput(f"--calib-count {config.count} must be at least 1", hint="pass --calib-count 500")
+    folder = config.directory
+    if config.explicit and not folder.is_dir():
+        raise BadInput(
+            f"calibration folder {folder} does not exist or is not a folder",
+            hint="pass --calib-dir with a folder of representative images",
+        )
+    files, skipped = _image_files(folder) if folder.is_dir() else ([], 0)
+    if not files:
+        if config.explicit:
+            raise BadInput(
+                f"calibration folder {folder} holds no readable images ({skipped} other files)",
+                hint="add representative images (any format Pillow reads), or omit --calib-dir for the demo set",
+            )
+        return _demo_set(prep, sample_set, config)
+
+    chosen = files[: config.count]
+    warnings = []
+    if len(chosen) < config.count:
+        warnings.append(f"calibration folder {folder} has {len(files)} images, fewer than the {config.count} asked")
+    if len(chosen) < RECOMMENDED_MINIMUM:
+        warnings.append(
+            f"calibrating on {len(chosen)} images; {RECOMMENDED_MINIMUM}+ representative images are recommended"
+        )
+    if skipped:
+        warnings.append(f"skipped {skipped} files in {folder} that are not readable images")
+    digest = _digest([(str(p.relative_to(folder)), _file_hash(p)) for p in chosen], prep)
+
+    def load() -> np.ndarray:
+        return preprocess_batch([load_image(path) for path in chosen], prep)
+
+    return CalibrationSet(str(folder), False, config.count, len(chosen), skipped, digest, tuple(warnings), load)
+
+
+def _image_files(folder: Path) -> tuple[list[Path], int]:
+    """Every readable image below `folder`, in a deterministic order; other files are counted, not fatal."""
+    images, skipped = [], 0
+    try:
+        candidates = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    except OSError as exc:
+        raise BadInput(f"calibration folder {folder} cannot be read ({exc})", hint="check its permissions") from exc
+    for path in candidates:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+            images.append(path)
+        except Exception:  # Pillow raises many types for non-images and damaged files alike
+            skipped += 1
+    return images, skipped
+
+
+def _demo_set(prep: Preprocessing, sample_set: SampleSet, config: CalibrationConfig) -> CalibrationSet:
+    if sample_set == "digits":
+        train = digits_split().train[: config.count]
+        source, images = "demo: sklearn digits (training split)", [s.image for s in train]
+        names = [s.name for s in train]
+    else:
+        photos = sample_photos(DEMO_PHOTOS_CALIBRATION)
+        source, images = "demo: scikit-image photos (with mirror images)", [s.image for s in photos]
+        images += [image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for image in images]
+        names = [s.name for s in photos] + [f"{s.name}:mirrored" for s in photos]
+        images, names = images[: config.count], names[: config.count]
+    warning = (
+        f"no calibration images in {config.directory}: using the offline demo set ({source}, {len(images)} "
+        "images). It demonstrates the flow; calibrate on your own data for production accuracy."
+    )
+    digest = _digest([(name, "") for name in names], prep)
+
+    def load() -> np.ndarray:
+        return preprocess_batch(images, prep)
+
+    return CalibrationSet(source, True, config.count, len(images), 0, digest, (warning,), load)
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _digest(entries: list[tuple[str, str]], prep: Preprocessing) -> str:
+    payload = json.dumps({"files": entries, "preprocessing": prep.to_dict()}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
