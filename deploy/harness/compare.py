@@ -27,7 +27,12 @@ class Tolerance:
 
 
 # FP32 artifacts must be numerically equivalent; lower precisions are judged by their own entries later.
-DEFAULT_TOLERANCES: dict[str, Tolerance] = {"fp32": Tolerance(atol=1e-3, rtol=1e-3, min_cosine=0.99999)}
+DEFAULT_TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(atol=1e-3, rtol=1e-3, min_cosine=0.99999),
+    "fp16": Tolerance(atol=1e-2, rtol=1e-2, min_cosine=0.9999),
+    # INT8 cannot match elementwise; it is judged by direction (cosine) and decisions (top-1 agreement).
+    "int8": Tolerance(atol=None, rtol=None, min_cosine=0.99, min_top1=0.9),
+}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,80 @@
+"""Held-out images for verification: a user folder (class subfolders give labels) or the offline demo split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from deploy.errors import BadInput
+from deploy.harness.images import load_image, preprocess_batch
+from deploy.samples import PHOTO_NAMES, digits_split, sample_photos
+from deploy.sidecar import Sidecar
+
+# The demo photos' second half: never used by the demo calibration set (deploy.precision.calibration).
+DEMO_VERIFY_PHOTOS_FROM = 8
+
+
+@dataclass(frozen=True)
+class HeldOutSet:
+    source: str
+    arrays: np.ndarray
+    names: tuple[str, ...]
+    labels: np.ndarray | None
+
+
+def held_out_set(sidecar: Sidecar, *, images: Path | None, count: int | None) -> HeldOutSet:
+    if count is not None and count < 1:
+        raise BadInput(f"--count {count} must be at least 1", hint="omit --count to use every held-out image")
+    if images is not None:
+        return _folder(sidecar, images, count)
+    if sidecar.preprocessing.color == "L" and sidecar.labels == tuple(str(d) for d in range(10)):
+        test = digits_split().test[:count]
+        arrays = preprocess_batch([s.image for s in test], sidecar.preprocessing)
+        labels = np.asarray([s.label for s in test], dtype=np.int64)
+        return HeldOutSet("sklearn digits (held-out test split)", arrays, tuple(s.name for s in test), labels)
+    photos = sample_photos()[DEMO_VERIFY_PHOTOS_FROM:][:count]
+    arrays = preprocess_batch([s.image for s in photos], sidecar.preprocessing)
+    names = tuple(s.name for s in photos)
+    return HeldOutSet(f"scikit-image photos {', '.join(PHOTO_NAMES[DEMO_VERIFY_PHOTOS_FROM:][:3])}, …", arrays, names, None)
+
+
+def _folder(sidecar: Sidecar, folder: Path, count: int | None) -> HeldOutSet:
+    if not folder.is_dir():
+        raise BadInput(f"images folder {folder} does not exist", hint="pass --images with a folder of images")
+    files = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        try:
+            with Image.open(path) as image:
+                image.verify()
+            files.append(path)
+        except Exception:  # not an image: skipped, as in calibration folders
+            continue
+    files = files[:count]
+    if not files:
+        raise BadInput(f"images folder {folder} holds no readable images", hint="add images, any Pillow format")
+    arrays = preprocess_batch([load_image(path) for path in files], sidecar.preprocessing)
+    names = tuple(str(path.relative_to(folder)) for path in files)
+    return HeldOutSet(str(folder), arrays, names, _labels_from_folders(sidecar, folder, files))
+
+
+def _labels_from_folders(sidecar: Sidecar, folder: Path, files: list[Path]) -> np.ndarray | None:
+    """Class subfolders named by label (or class index) give ground truth; anything else gives none."""
+    if sidecar.labels is None:
+        return None
+    index = {label.lower(): i for i, label in enumerate(sidecar.labels)}
+    labels = []
+    for path in files:
+        parts = path.relative_to(folder).parts
+        if len(parts) != 2:
+            return None
+        name = parts[0].lower()
+        if name in index:
+            labels.append(index[name])
+        elif name.isdigit() and int(name) < len(sidecar.labels):
+            labels.append(int(name))
+        else:
+            return None
+    return np.asarray(labels, dtype=np.int64)

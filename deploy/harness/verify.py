@@ -1,0 +1,165 @@
+"""`deploy verify`: eager PyTorch (FP32) against each artifact on held-out images, with accuracy when labelled."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from deploy.backends.base import Runner, TensorMeta
+from deploy.backends.onnxruntime_runner import OrtRunner
+from deploy.errors import BadInput
+from deploy.harness.compare import DEFAULT_TOLERANCES, ParityReport, Tolerance, run_parity
+from deploy.harness.heldout import HeldOutSet, held_out_set
+from deploy.sidecar import Sidecar, load_sidecar
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+BATCH = 8
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    artifacts: tuple[Path, ...]
+    images: Path | None = None
+    count: int | None = None
+    overrides: dict[str, float | None] = field(default_factory=dict)  # atol / rtol / min_cosine / min_top1
+
+
+@dataclass(frozen=True)
+class ArtifactVerdict:
+    artifact: str
+    model: str
+    precision: str
+    backend: str
+    tolerance: Tolerance
+    parity: ParityReport
+    samples: int
+    eager_accuracy: float | None
+    artifact_accuracy: float | None
+
+    @property
+    def passed(self) -> bool:
+        return self.parity.passed
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    verdicts: tuple[ArtifactVerdict, ...]
+    images: str
+    labelled: bool
+
+    @property
+    def passed(self) -> bool:
+        return all(self.verdicts)
+
+
+def tolerance_for(precision: str, overrides: dict[str, float | None]) -> Tolerance:
+    base = DEFAULT_TOLERANCES["int8" if precision.startswith("int8") else precision]
+    return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def verify(config: VerifyConfig, *, progress: Progress | None = None) -> VerifyResult:
+    say = progress or (lambda _message: None)
+    if not config.artifacts:
+        raise BadInput("no artifacts to verify", hint="pass engines/MODEL.PRECISION.onnx files or export/MODEL.onnx")
+    sidecars = [(path, _artifact_sidecar(path)) for path in config.artifacts]
+    verdicts = []
+    images_source, labelled = "", False
+    for model in dict.fromkeys(sidecar.model for _, sidecar in sidecars):
+        group = [(path, sidecar) for path, sidecar in sidecars if sidecar.model == model]
+        first = group[0][1]
+        held = held_out_set(first, images=config.images, count=config.count)
+        images_source, labelled = held.source, held.labels is not None
+        say(f"{model}: eager PyTorch reference on {len(held.arrays)} held-out images ({held.source})")
+        reference = _eager_outputs(first, held)
+        for path, sidecar in group:
+            say(f"{model}: running {path.name} with ONNX Runtime")
+            verdicts.append(_verdict(path, sidecar, held, reference, config))
+    return VerifyResult(tuple(verdicts), images_source, labelled)
+
+
+def _artifact_sidecar(path: Path) -> Sidecar:
+    if not path.is_file():
+        raise BadInput(f"artifact {path} does not exist", hint="build it with `deploy build MODEL`")
+    if path.suffix != ".onnx":
+        raise BadInput(f"{path} is not an .onnx artifact", hint="TensorRT plans are verified once the tensorrt extra lands")
+    return load_sidecar(path)
+
+
+def _weights_argument(sidecar: Sidecar) -> str:
+    weights = sidecar.weights
+    if weights["kind"] == "checkpoint":
+        return str(weights.get("path", weights["name"]))
+    return str(weights["name"])
+
+
+def _eager_outputs(sidecar: Sidecar, held: HeldOutSet) -> dict[str, np.ndarray]:
+    from deploy.backends.torch_runner import TorchRunner
+    from deploy.zoo import get_spec, load_model
+
+    loaded = load_model(get_spec(sidecar.model), _weights_argument(sidecar))
+    inputs = (TensorMeta(sidecar.inputs[0].name, sidecar.inputs[0].shape, "float32"),)
+    with TorchRunner(loaded.module, inputs=inputs, output_names=[o.name for o in sidecar.outputs]) as runner:
+        return _run_all(runner, sidecar, held)
+
+
+def _run_all(runner: Runner, sidecar: Sidecar, held: HeldOutSet) -> dict[str, np.ndarray]:
+    name = sidecar.inputs[0].name
+    batch = sidecar.batch.max if not sidecar.batch.dynamic else min(BATCH, sidecar.batch.max)
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(held.arrays), batch):
+        chunk = held.arrays[start : start + batch]
+        real = len(chunk)
+        if not sidecar.batch.dynamic and real < batch:  # a static engine takes only its own batch size
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
+        for out, value in runner.infer({name: chunk}).items():
+            parts.setdefault(out, []).append(value[:real])
+    return {out: np.concatenate(values) for out, values in parts.items()}
+
+
+def _verdict(
+    path: Path,
+    sidecar: Sidecar,
+    held: HeldOutSet,
+    reference: dict[str, np.ndarray],
+    config: VerifyConfig,
+) -> ArtifactVerdict:
+    from deploy.harness.compare import compare_outputs
+
+    precision = sidecar.precision["label"] if sidecar.precision else "fp32"
+    tolerance = tolerance_for(sidecar.precision_name, config.overrides)
+    with OrtRunner(path) as runner:
+        candidate = _run_all(runner, sidecar, held)
+        backend = runner.name
+    parity = compare_outputs(
+        reference, candidate, tolerance, reference_name="torch", candidate_name=f"{backend}:{path.name}",
+        inputs=held.names,
+    )
+    eager_accuracy = artifact_accuracy = None
+    if held.labels is not None:
+        out = sidecar.outputs[0].name
+        eager_accuracy = float((reference[out].argmax(axis=1) == held.labels).mean())
+        artifact_accuracy = float((candidate[out].argmax(axis=1) == held.labels).mean())
+    return ArtifactVerdict(
+        artifact=str(path),
+        model=sidecar.model,
+        precision=precision,
+        backend=backend,
+        tolerance=tolerance,
+        parity=parity,
+        samples=len(held.arrays),
+        eager_accuracy=eager_accuracy,
+        artifact_accuracy=artifact_accuracy,
+    )
+
+
+__all__: Sequence[str] = ("ArtifactVerdict", "VerifyConfig", "VerifyResult", "run_parity", "verify")
