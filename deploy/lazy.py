@@ -7,11 +7,11 @@ from types import ModuleType
 
 from deploy.errors import MissingDependency
 
-_EXTRA_FOR = {
-    "tensorrt": "tensorrt",
-    "pycuda": "tensorrt",
-    "pycuda.driver": "tensorrt",
-    "modelopt": "precision",
+# Top-level module → how to install it.
+_INSTALL_FOR = {
+    "tensorrt": 'pip install -e ".[tensorrt]"',
+    "pycuda": 'pip install -e ".[tensorrt]"',
+    "modelopt": 'pip install "nvidia-modelopt[onnx]~=0.47.0" (part of the base install)',
 }
 
 
@@ -20,8 +20,8 @@ def require(module: str, *, purpose: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        extra = _EXTRA_FOR.get(module)
-        install = f'pip install -e ".[{extra}]"' if extra else f"pip install {module.split('.')[0]}"
+        top = module.split(".")[0]
+        install = _INSTALL_FOR.get(top, f"pip install {top}")
         raise MissingDependency(
             f"{purpose} needs the Python package '{module}', which is not importable ({exc})",
             hint=f"install it with: {install}",

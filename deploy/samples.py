@@ -19,22 +19,24 @@ DIGITS_TEST_FRACTION = 0.25
 
 # Photos bundled inside scikit-image's wheel (no download): animals, objects, scenes, plus gray and RGBA.
 PHOTO_NAMES: tuple[str, ...] = (
+    # First half: demo calibration set; second half: demo verification set. Each half mixes colour photos,
+    # gray photos and textures, so calibration ranges and verification inputs come from the same kind of data.
     "chelsea",
-    "coffee",
     "astronaut",
     "rocket",
-    "hubble_deep_field",
     "immunohistochemistry",
-    "colorwheel",
     "logo",
     "camera",
-    "coins",
     "moon",
-    "clock",
     "brick",
+    "coffee",
+    "hubble_deep_field",
+    "colorwheel",
+    "retina",
+    "coins",
+    "clock",
     "grass",
     "gravel",
-    "retina",
 )
 
 

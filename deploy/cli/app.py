@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from deploy import __version__
-from deploy.cli import export_cmd, infer_cmd, list_cmd, samples_cmd
+from deploy.cli import build_cmd, export_cmd, infer_cmd, list_cmd, pipeline_cmd, samples_cmd, verify_cmd
 from deploy.cli.output import configure_logging, settings, stderr
 from deploy.errors import DeployError
 
@@ -85,6 +85,9 @@ app.command("list")(list_cmd.list_models)
 app.command("export")(export_cmd.export)
 app.command("infer")(infer_cmd.infer)
 app.command("samples")(samples_cmd.samples)
+app.command("build")(build_cmd.build)
+app.command("verify")(verify_cmd.verify)
+app.command("pipeline")(pipeline_cmd.pipeline)
 
 
 def main() -> None:

@@ -32,6 +32,10 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp16": Tolerance(atol=1e-2, rtol=1e-2, min_cosine=0.9999),
     # INT8 cannot match elementwise; it is judged by direction (cosine) and decisions (top-1 agreement).
     "int8": Tolerance(atol=None, rtol=None, min_cosine=0.99, min_top1=0.9),
+    # Random weights have near-zero decision margins: top-1 agreement there measures ties, not quantization.
+    # Measured on the demo photos: cosine 0.95-0.998 and top-1 agreement 25-100% for resnet18/googlenet/
+    # densenet121, while trained LeNet-5 keeps cosine 0.99999 and its accuracy exactly.
+    "int8-random": Tolerance(atol=None, rtol=None, min_cosine=0.9, min_top1=None),
 }
 
 

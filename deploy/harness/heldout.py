@@ -38,7 +38,9 @@ def held_out_set(sidecar: Sidecar, *, images: Path | None, count: int | None) ->
     photos = sample_photos()[DEMO_VERIFY_PHOTOS_FROM:][:count]
     arrays = preprocess_batch([s.image for s in photos], sidecar.preprocessing)
     names = tuple(s.name for s in photos)
-    return HeldOutSet(f"scikit-image photos {', '.join(PHOTO_NAMES[DEMO_VERIFY_PHOTOS_FROM:][:3])}, …", arrays, names, None)
+    return HeldOutSet(
+        f"scikit-image photos {', '.join(PHOTO_NAMES[DEMO_VERIFY_PHOTOS_FROM:][:3])}, …", arrays, names, None
+    )
 
 
 def _folder(sidecar: Sidecar, folder: Path, count: int | None) -> HeldOutSet:

@@ -62,9 +62,11 @@ class VerifyResult:
         return all(self.verdicts)
 
 
-def tolerance_for(precision: str, overrides: dict[str, float | None]) -> Tolerance:
-    base = DEFAULT_TOLERANCES["int8" if precision.startswith("int8") else precision]
-    return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+def tolerance_for(precision: str, weights_kind: str, overrides: dict[str, float | None]) -> Tolerance:
+    key = precision
+    if precision.startswith("int8"):
+        key = "int8-random" if weights_kind == "random" else "int8"
+    return dataclasses.replace(DEFAULT_TOLERANCES[key], **{k: v for k, v in overrides.items() if v is not None})
 
 
 def verify(config: VerifyConfig, *, progress: Progress | None = None) -> VerifyResult:
@@ -91,7 +93,9 @@ def _artifact_sidecar(path: Path) -> Sidecar:
     if not path.is_file():
         raise BadInput(f"artifact {path} does not exist", hint="build it with `deploy build MODEL`")
     if path.suffix != ".onnx":
-        raise BadInput(f"{path} is not an .onnx artifact", hint="TensorRT plans are verified once the tensorrt extra lands")
+        raise BadInput(
+            f"{path} is not an .onnx artifact", hint="TensorRT plans are verified once the tensorrt extra lands"
+        )
     return load_sidecar(path)
 
 
@@ -136,12 +140,16 @@ def _verdict(
     from deploy.harness.compare import compare_outputs
 
     precision = sidecar.precision["label"] if sidecar.precision else "fp32"
-    tolerance = tolerance_for(sidecar.precision_name, config.overrides)
+    tolerance = tolerance_for(sidecar.precision_name, str(sidecar.weights["kind"]), config.overrides)
     with OrtRunner(path) as runner:
         candidate = _run_all(runner, sidecar, held)
         backend = runner.name
     parity = compare_outputs(
-        reference, candidate, tolerance, reference_name="torch", candidate_name=f"{backend}:{path.name}",
+        reference,
+        candidate,
+        tolerance,
+        reference_name="torch",
+        candidate_name=f"{backend}:{path.name}",
         inputs=held.names,
     )
     eager_accuracy = artifact_accuracy = None

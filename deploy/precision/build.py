@@ -41,7 +41,7 @@ class BuildConfig:
     engines_dir: Path = Path("engines")
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     method: CalibrationMethod = "entropy"
-    high_precision: HighPrecision = "fp16"
+    high_precision: HighPrecision = "fp32"
     recalibrate: bool = False
 
 

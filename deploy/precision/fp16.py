@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -25,7 +26,8 @@ def convert_fp16(source: Path, *, input_name: str, reference_inputs: np.ndarray)
     autocast = modelopt_module("modelopt.onnx.autocast", purpose="FP16 conversion (ModelOpt AutoCast)")
     with tempfile.TemporaryDirectory(prefix="deploy-autocast-") as scratch:
         data_path = Path(scratch) / "reference.npz"
-        np.savez(data_path, **{input_name: reference_inputs})
+        arrays: dict[str, Any] = {input_name: reference_inputs}
+        np.savez(data_path, **arrays)
         try:
             with quiet("ModelOpt AutoCast"):
                 model = autocast.convert_to_mixed_precision(

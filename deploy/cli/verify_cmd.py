@@ -1,0 +1,61 @@
+"""`deploy verify ARTIFACT...`: accuracy parity of each artifact against eager PyTorch on held-out images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from deploy.cli.output import print_json, progress_printer, stdout
+
+
+def verify(
+    ctx: typer.Context,
+    artifacts: list[Path] = typer.Argument(..., help="Typed ONNX files from `deploy build` (or exports)."),
+    images: Path | None = typer.Option(None, "--images", help="Held-out images; class subfolders give labels."),
+    count: int | None = typer.Option(None, "--count", help="Use at most N images."),
+    atol: float | None = typer.Option(None, "--atol", help="Override the elementwise absolute tolerance."),
+    rtol: float | None = typer.Option(None, "--rtol", help="Override the elementwise relative tolerance."),
+    min_cosine: float | None = typer.Option(None, "--min-cosine", help="Override the minimum cosine similarity."),
+    min_top1: float | None = typer.Option(None, "--min-top1", help="Override the minimum top-1 agreement (0-1)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
+) -> None:
+    """Compare each artifact with eager PyTorch (FP32): errors, cosine, top-k agreement, accuracy when labelled."""
+    from deploy.errors import ParityError
+    from deploy.harness.verify import VerifyConfig
+    from deploy.harness.verify import verify as run_verify
+
+    overrides = {"atol": atol, "rtol": rtol, "min_cosine": min_cosine, "min_top1": min_top1}
+    config = VerifyConfig(artifacts=tuple(artifacts), images=images, count=count, overrides=overrides)
+    result = run_verify(config, progress=progress_printer(ctx))
+    if as_json:
+        print_json(result)
+    else:
+        table = Table(title=f"deploy verify — held-out images: {result.images}")
+        columns = ["artifact", "precision", "parity", "max |Δ|", "p99 |Δ|", "cosine mean/min", "top-1", "top-5"]
+        columns += ["accuracy eager → artifact"] if result.labelled else []
+        for column in columns:
+            table.add_column(column)
+        for verdict in result.verdicts:
+            out = verdict.parity.outputs[0]
+            row = [
+                Path(verdict.artifact).name,
+                verdict.precision,
+                "[green]pass[/green]" if verdict.passed else f"[red]FAIL[/red] {'; '.join(out.failures)}",
+                f"{out.max_abs:.3g}",
+                f"{out.p99_abs:.3g}",
+                f"{out.cosine_mean:.5f} / {out.cosine_min:.5f}",
+                "" if out.top1_agreement is None else f"{out.top1_agreement:.1%}",
+                "" if out.top5_agreement is None else f"{out.top5_agreement:.1%}",
+            ]
+            if result.labelled:
+                row.append(f"{verdict.eager_accuracy:.2%} → {verdict.artifact_accuracy:.2%}")
+            table.add_row(*row)
+        stdout.print(table)
+    if not result.passed:
+        failed = ", ".join(Path(v.artifact).name for v in result.verdicts if not v)
+        raise ParityError(
+            f"parity failed for {failed}",
+            hint="inspect the table above; loosen with --min-cosine/--min-top1 if acceptable",
+        )
