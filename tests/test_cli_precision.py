@@ -1,0 +1,77 @@
+"""`deploy build`, `deploy verify` and `deploy pipeline` through the CLI, on lenet5 (real trained weights)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from deploy.cli import app
+from deploy.errors import BadInput, ParityError
+
+
+@pytest.fixture()
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)  # the default folders (export/, engines/, calibration/, reports/) land here
+    return tmp_path
+
+
+def test_pipeline_runs_end_to_end_and_writes_the_report(cli: CliRunner, workdir: Path) -> None:
+    result = cli.invoke(app, ["-q", "pipeline", "lenet5", "--runs", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["passed"] and report["labelled"]
+    names = [row["name"] for row in report["rows"]]
+    assert names == ["eager", "fp32", "fp16", "int8", "int8-max"]
+    eager = report["rows"][0]
+    for row in report["rows"][1:]:
+        assert abs(row["accuracy"] - eager["accuracy"]) <= 0.01
+        assert set(row["latency"]) == {"1", "8"} and row["speedup"]["1"] > 0
+        assert row["latency"]["1"]["threads"] == eager["latency"]["1"]["threads"]
+    markdown = (workdir / "reports" / "lenet5" / "report.md").read_text()
+    assert "| int8-max |" in markdown and "speed-up b8" in markdown
+    assert (workdir / "engines" / "lenet5.int8.onnx").is_file()
+
+
+def test_build_then_verify_through_the_cli(cli: CliRunner, workdir: Path) -> None:
+    result = cli.invoke(app, ["-q", "build", "lenet5", "--int8", "--json"])
+    assert result.exit_code == 0, result.output
+    built = json.loads(result.stdout)
+    assert [a["precision"] for a in built["artifacts"]] == ["int8"]
+    assert "TensorRT" in built["tensorrt"]
+    assert "demo set" in result.stderr  # no calibration/ folder here: the demo set, said out loud
+
+    again = json.loads(cli.invoke(app, ["-q", "build", "lenet5", "--int8", "--json"]).stdout)
+    assert again["artifacts"][0]["reused_calibration"] is True
+
+    result = cli.invoke(app, ["verify", "engines/lenet5.int8.onnx", "--count", "100", "--json"])
+    assert result.exit_code == 0, result.output
+    verdict = json.loads(result.stdout)["verdicts"][0]
+    assert verdict["samples"] == 100 and verdict["parity"]["outputs"][0]["cosine_min"] > 0.99
+
+
+def test_verify_failure_has_the_parity_exit_code(cli: CliRunner, workdir: Path) -> None:
+    assert cli.invoke(app, ["-q", "build", "lenet5", "--int8"]).exit_code == 0
+    result = cli.invoke(app, ["verify", "engines/lenet5.int8.onnx", "--count", "20", "--atol", "0", "--rtol", "0"])
+    assert result.exit_code == ParityError.exit_code and "parity failed" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["build", "lenet5", "--all", "--int8"], "--all conflicts"),
+        (["build", "lenet5", "--fp32", "--recalibrate"], "calibration options need"),
+        (["build", "lenet5", "--calib-method", "percentile"], "entropy or max"),
+        (["build", "lenet5", "--high-precision", "bf16"], "fp32 or fp16"),
+        (["build", "lenet5", "--int8", "--calib-dir", "no-such-folder"], "does not exist"),
+        (["build", "lenet5", "--int8", "--calib-count", "0"], "at least 1"),
+        (["verify", "engines/missing.int8.onnx"], "does not exist"),
+    ],
+)
+def test_bad_build_and_verify_input(cli: CliRunner, workdir: Path, args: list[str], message: str) -> None:
+    result = cli.invoke(app, args)
+    assert result.exit_code == BadInput.exit_code, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not list(workdir.glob("engines/*.onnx"))  # nothing half-built
