@@ -15,13 +15,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+from PIL import Image
 
 from deploy import __version__
 from deploy.backends.base import TensorMeta
 from deploy.backends.onnxruntime_runner import OrtRunner
 from deploy.backends.torch_runner import TorchRunner
 from deploy.errors import BadInput, ExportFailed, ParityError
-from deploy.files import Staging, ensure_writable_dir
+from deploy.files import Staging, ensure_writable_dir, sha256_file
 from deploy.harness.compare import DEFAULT_TOLERANCES, ParityReport, Tolerance, run_parity
 from deploy.harness.images import preprocess_batch
 from deploy.samples import samples_for
@@ -92,7 +93,8 @@ def export_model(config: ExportConfig, *, progress: Progress | None = None) -> E
 
     stem = config.name or spec.name
     onnx_path, json_path = out_dir / f"{stem}.onnx", out_dir / f"{stem}.json"
-    feeds = list(_parity_feeds(loaded, config))
+    samples = samples_for(spec.sample_set, config.parity_samples)
+    feeds = list(_parity_feeds(loaded, config, [sample.image for sample in samples]))
     input_meta = (TensorMeta(spec.input_name, _input_shape(config, spec.input_shape), "float32"),)
 
     with Staging() as staging:
@@ -122,10 +124,8 @@ def export_model(config: ExportConfig, *, progress: Progress | None = None) -> E
                         ort_runner,
                         feeds,
                         config.tolerance,
-                        input_names=_sample_names(loaded, config),
+                        input_names=tuple(sample.name for sample in samples),
                     )
-
-        from deploy.files import sha256_file
 
         sidecar = Sidecar(
             model=spec.name,
@@ -241,17 +241,11 @@ def _check(model: onnx.ModelProto, what: str) -> None:
         raise ExportFailed(f"onnx.checker rejected the {what}: {exc}", hint="rerun with --debug") from exc
 
 
-def _parity_images(loaded: LoadedModel, config: ExportConfig) -> list:
-    return [sample.image for sample in samples_for(loaded.spec.sample_set, config.parity_samples)]
-
-
-def _sample_names(loaded: LoadedModel, config: ExportConfig) -> tuple[str, ...]:
-    return tuple(sample.name for sample in samples_for(loaded.spec.sample_set, config.parity_samples))
-
-
-def _parity_feeds(loaded: LoadedModel, config: ExportConfig) -> Iterator[Mapping[str, np.ndarray]]:
+def _parity_feeds(
+    loaded: LoadedModel, config: ExportConfig, pictures: list[Image.Image]
+) -> Iterator[Mapping[str, np.ndarray]]:
     """A batch of one first, then the rest in larger batches, so the dynamic batch dimension is exercised."""
-    images = preprocess_batch(_parity_images(loaded, config), loaded.source.preprocessing)
+    images = preprocess_batch(pictures, loaded.source.preprocessing)
     name = loaded.spec.input_name
     if config.static:
         size = config.static_batch

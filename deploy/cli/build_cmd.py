@@ -22,6 +22,9 @@ def build(
     calib_dir: Path | None = typer.Option(None, "--calib-dir", help="Calibration images (default: calibration/)."),
     calib_count: int = typer.Option(500, "--calib-count", help="How many calibration images."),
     recalibrate: bool = typer.Option(False, "--recalibrate", help="Ignore the calibration cache."),
+    weights: str | None = typer.Option(
+        None, "--weights", "-w", help="Weights for a model exported on demand (as for `deploy export`)."
+    ),
     export_dir: Path = typer.Option(Path("export"), "--export-dir", help="Where exported ONNX models are."),
     out_dir: Path = typer.Option(Path("engines"), "--out-dir", "-o", help="Where typed ONNX files go."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
@@ -52,6 +55,7 @@ def build(
         method=method,  # type: ignore[arg-type]
         high_precision=high_precision,  # type: ignore[arg-type]
         recalibrate=recalibrate,
+        weights=weights,
     )
     result = run_build(config, progress=progress_printer(ctx))
     for warning in result.warnings:

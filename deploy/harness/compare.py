@@ -26,15 +26,17 @@ class Tolerance:
     min_top1: float | None = None
 
 
-# FP32 artifacts must be numerically equivalent; lower precisions are judged by their own entries later.
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
+    # FP32 artifacts must be numerically equivalent to eager.
     "fp32": Tolerance(atol=1e-3, rtol=1e-3, min_cosine=0.99999),
-    "fp16": Tolerance(atol=1e-2, rtol=1e-2, min_cosine=0.9999),
-    # INT8 cannot match elementwise; it is judged by direction (cosine) and decisions (top-1 agreement).
+    # Lower precisions cannot match elementwise on large logits (errors are still reported); they are judged by
+    # direction (per-sample cosine; 0.9999 is a relative L2 error of about 1.4%) and by decisions (top-1).
+    "fp16": Tolerance(atol=None, rtol=None, min_cosine=0.9999, min_top1=0.99),
     "int8": Tolerance(atol=None, rtol=None, min_cosine=0.99, min_top1=0.9),
-    # Random weights have near-zero decision margins: top-1 agreement there measures ties, not quantization.
-    # Measured on the demo photos: cosine 0.95-0.998 and top-1 agreement 25-100% for resnet18/googlenet/
-    # densenet121, while trained LeNet-5 keeps cosine 0.99999 and its accuracy exactly.
+    # Random weights have near-zero decision margins and amplify rounding through depth: top-1 agreement there
+    # measures ties, not precision. Measured on eight demo photos: FP16 cosine 0.99975 (inception_v3), INT8 cosine
+    # 0.95-0.998 with top-1 agreement 25-100% (resnet18/googlenet/densenet121); trained LeNet-5 keeps 0.99999.
+    "fp16-random": Tolerance(atol=None, rtol=None, min_cosine=0.999, min_top1=None),
     "int8-random": Tolerance(atol=None, rtol=None, min_cosine=0.9, min_top1=None),
 }
 

@@ -63,9 +63,9 @@ class VerifyResult:
 
 
 def tolerance_for(precision: str, weights_kind: str, overrides: dict[str, float | None]) -> Tolerance:
-    key = precision
-    if precision.startswith("int8"):
-        key = "int8-random" if weights_kind == "random" else "int8"
+    key = "int8" if precision.startswith("int8") else precision
+    if key != "fp32" and weights_kind == "random":
+        key = f"{key}-random"
     return dataclasses.replace(DEFAULT_TOLERANCES[key], **{k: v for k, v in overrides.items() if v is not None})
 
 

@@ -43,6 +43,7 @@ class BuildConfig:
     method: CalibrationMethod = "entropy"
     high_precision: HighPrecision = "fp32"
     recalibrate: bool = False
+    weights: str | None = None  # for models exported on demand (None: the model's default weights)
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,8 @@ def _resolve_sources(config: BuildConfig, say: Progress) -> tuple[list[Path], li
             from deploy.export import ExportConfig, export_model
 
             say(f"no {candidate}: exporting {name} first")
-            candidate = export_model(ExportConfig(model=name, out_dir=config.export_dir), progress=say).onnx_path
+            export_config = ExportConfig(model=name, weights=config.weights, out_dir=config.export_dir)
+            candidate = export_model(export_config, progress=say).onnx_path
             exported.append(candidate)
         sources.append(candidate)
     return sources, exported
