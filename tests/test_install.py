@@ -26,4 +26,3 @@ def test_missing_optional_dependency_names_how_to_install_it() -> None:
     with pytest.raises(MissingDependency) as info:
         require("tensorrt_not_a_real_module_for_this_test", purpose="a test")
     assert "pip install" in (info.value.hint or "")
-

@@ -10,7 +10,16 @@ import typer
 from typer.core import TyperGroup
 
 from deploy import __version__
-from deploy.cli import build_cmd, export_cmd, infer_cmd, list_cmd, pipeline_cmd, samples_cmd, verify_cmd
+from deploy.cli import (
+    build_cmd,
+    export_cmd,
+    infer_cmd,
+    list_cmd,
+    pipeline_cmd,
+    samples_cmd,
+    triton_cmd,
+    verify_cmd,
+)
 from deploy.cli.output import configure_logging, settings, stderr
 from deploy.errors import DeployError
 
@@ -88,6 +97,7 @@ app.command("samples")(samples_cmd.samples)
 app.command("build")(build_cmd.build)
 app.command("verify")(verify_cmd.verify)
 app.command("pipeline")(pipeline_cmd.pipeline)
+app.command("triton")(triton_cmd.triton)
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Serving beyond one process: model repositories for NVIDIA Triton Inference Server."""

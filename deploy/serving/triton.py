@@ -1,0 +1,244 @@
+"""`deploy triton`: a Triton Inference Server model repository from artifacts and their sidecars.
+
+We write what Triton reads — `<name>/config.pbtxt`, `<name>/<version>/model.{onnx,plan}`, `labels.txt` — and never
+a server. Every field comes from the sidecar, so the config and the artifact cannot disagree.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from deploy.errors import BadInput
+from deploy.files import Staging, ensure_writable_dir
+from deploy.sidecar import Sidecar, TensorInfo, load_sidecar
+
+Device = Literal["gpu", "cpu"]
+_PLATFORM = {".onnx": "onnxruntime_onnx", ".plan": "tensorrt_plan"}
+_FILENAME = {".onnx": "model.onnx", ".plan": "model.plan"}
+_TRITON_TYPES = {
+    "float32": "TYPE_FP32",
+    "float16": "TYPE_FP16",
+    "bfloat16": "TYPE_BF16",
+    "int8": "TYPE_INT8",
+    "uint8": "TYPE_UINT8",
+    "int32": "TYPE_INT32",
+    "int64": "TYPE_INT64",
+    "bool": "TYPE_BOOL",
+}
+LABELS_FILE = "labels.txt"
+
+
+@dataclass(frozen=True)
+class TritonConfig:
+    artifacts: tuple[Path, ...]
+    repo: Path = Path("model_repository")
+    name: str | None = None
+    instances: int = 1
+    device: Device = "gpu"
+    max_queue_delay_us: int = 100
+    labels: bool = True
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class TritonModel:
+    name: str
+    version: int
+    platform: str
+    max_batch_size: int
+    preferred_batch_sizes: tuple[int, ...]
+    config_path: Path
+    model_path: Path
+    labels_path: Path | None
+
+
+@dataclass(frozen=True)
+class TritonResult:
+    repo: Path
+    models: tuple[TritonModel, ...]
+
+
+def write_repository(config: TritonConfig) -> TritonResult:
+    _validate(config)
+    planned = [(path, _sidecar_of(path)) for path in config.artifacts]
+    names = [config.name or _default_name(path) for path, _ in planned]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise BadInput(
+            f"two artifacts would share the Triton model name {duplicates[0]!r}",
+            hint="add them in separate calls with --name, or rename the files",
+        )
+    repo = ensure_writable_dir(config.repo)
+    _check_repository(repo, config.force)
+    models = tuple(
+        _write_model(repo, name, path, sidecar, config) for name, (path, sidecar) in zip(names, planned, strict=True)
+    )
+    return TritonResult(repo, models)
+
+
+def _validate(config: TritonConfig) -> None:
+    if not config.artifacts:
+        raise BadInput("no artifacts given", hint="pass export/MODEL.onnx, engines/MODEL.int8.onnx or a .plan")
+    if config.name is not None and len(config.artifacts) > 1:
+        raise BadInput("--name applies to one artifact, not several", hint="run deploy triton once per --name")
+    if config.instances < 1:
+        raise BadInput(f"--instances {config.instances} must be at least 1", hint="pass --instances 1")
+    if config.max_queue_delay_us < 0:
+        raise BadInput("--max-queue-delay-us must not be negative", hint="pass --max-queue-delay-us 100")
+    if config.name is not None and not _valid_name(config.name):
+        raise BadInput(f"--name {config.name!r} is not a usable model name", hint="use letters, digits, _ and -")
+
+
+def _sidecar_of(path: Path) -> Sidecar:
+    if not path.is_file():
+        raise BadInput(f"artifact {path} does not exist", hint="export or build it first")
+    if path.suffix not in _PLATFORM:
+        raise BadInput(f"{path} is neither .onnx nor .plan", hint="Triton serves ONNX models and TensorRT plans here")
+    return load_sidecar(path)
+
+
+def _default_name(path: Path) -> str:
+    return path.name.removesuffix(path.suffix).replace(".", "_")
+
+
+def _valid_name(name: str) -> bool:
+    return bool(name) and all(c.isalnum() or c in "_-" for c in name)
+
+
+def _check_repository(repo: Path, force: bool) -> None:
+    """A repository holds model folders (each with a config.pbtxt) only; anything else means a wrong folder."""
+    foreign = sorted(
+        entry.name
+        for entry in repo.iterdir()
+        if not entry.name.startswith(".") and not (entry.is_dir() and (entry / "config.pbtxt").is_file())
+    )
+    if foreign and not force:
+        raise BadInput(
+            f"{repo} holds content that is not a Triton model ({', '.join(foreign[:3])}"
+            f"{', …' if len(foreign) > 3 else ''})",
+            hint="choose an empty or existing model repository with --repo, or pass --force to write there anyway",
+        )
+
+
+def _write_model(repo: Path, name: str, artifact: Path, sidecar: Sidecar, config: TritonConfig) -> TritonModel:
+    platform = _PLATFORM[artifact.suffix]
+    if platform == "tensorrt_plan" and config.device == "cpu":
+        raise BadInput(f"{artifact} is a TensorRT plan, which runs on GPUs only", hint="drop --device cpu")
+    folder = repo / name
+    existing = folder / "config.pbtxt"
+    if existing.is_file() and f'platform: "{platform}"' not in existing.read_text(encoding="utf-8"):
+        raise BadInput(
+            f"model {name!r} in {repo} is served by another platform than {platform}",
+            hint="pass --name to add this artifact as a separate model",
+        )
+    max_batch = sidecar.batch.max if sidecar.batch.dynamic else 0
+    preferred = preferred_batch_sizes(sidecar.batch.min, max_batch) if max_batch else ()
+    labels = sidecar.labels if config.labels else None
+    text = config_text(
+        name=name,
+        platform=platform,
+        max_batch_size=max_batch,
+        inputs=sidecar.inputs,
+        outputs=sidecar.outputs,
+        dynamic=sidecar.batch.dynamic,
+        preferred=preferred,
+        max_queue_delay_us=config.max_queue_delay_us,
+        instances=config.instances,
+        device=config.device,
+        labels=labels is not None,
+    )
+    folder.mkdir(exist_ok=True)
+    version = _next_version(folder)
+    model_path = _add_version(folder, version, artifact)
+    labels_path = folder / LABELS_FILE if labels is not None else None
+    with Staging() as staging:
+        if labels is not None and labels_path is not None:
+            staging.path_for(labels_path).write_text("\n".join(labels) + "\n", encoding="utf-8")
+        staging.path_for(existing).write_text(text, encoding="utf-8")
+        staging.commit()
+    return TritonModel(name, version, platform, max_batch, preferred, existing, model_path, labels_path)
+
+
+def _next_version(folder: Path) -> int:
+    versions = [int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def _add_version(folder: Path, version: int, artifact: Path) -> Path:
+    """Copy the artifact into `<version>/` via a hidden folder renamed whole: Triton never sees half a version."""
+    staging = Path(tempfile.mkdtemp(prefix=".version-", dir=folder))
+    try:
+        shutil.copyfile(artifact, staging / _FILENAME[artifact.suffix])
+        os.chmod(staging, 0o755)
+        os.rename(staging, folder / str(version))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder / str(version) / _FILENAME[artifact.suffix]
+
+
+def preferred_batch_sizes(minimum: int, maximum: int) -> tuple[int, ...]:
+    """Powers of two from 4 (or the minimum) up to the profile's maximum, plus the maximum itself."""
+    sizes = [size for size in (2**k for k in range(2, 16)) if max(minimum, 1) <= size <= maximum]
+    if maximum not in sizes:
+        sizes.append(maximum)
+    return tuple(sizes)
+
+
+def config_text(
+    *,
+    name: str,
+    platform: str,
+    max_batch_size: int,
+    inputs: tuple[TensorInfo, ...],
+    outputs: tuple[TensorInfo, ...],
+    dynamic: bool,
+    preferred: tuple[int, ...],
+    max_queue_delay_us: int,
+    instances: int,
+    device: Device,
+    labels: bool,
+) -> str:
+    """config.pbtxt in protobuf text format (Triton's ModelConfig message)."""
+    lines = [f'name: "{name}"', f'platform: "{platform}"', f"max_batch_size: {max_batch_size}"]
+    lines += _tensors("input", inputs, dynamic, label=False)
+    lines += _tensors("output", outputs, dynamic, label=labels)
+    if max_batch_size > 0:
+        lines += [
+            "dynamic_batching {",
+            f"  preferred_batch_size: [ {', '.join(map(str, preferred))} ]",
+            f"  max_queue_delay_microseconds: {max_queue_delay_us}",
+            "}",
+        ]
+    kind = "KIND_GPU" if device == "gpu" else "KIND_CPU"
+    lines += ["instance_group [", "  {", f"    count: {instances}", f"    kind: {kind}", "  }", "]"]
+    return "\n".join(lines) + "\n"
+
+
+def _tensors(section: str, tensors: tuple[TensorInfo, ...], dynamic: bool, *, label: bool) -> list[str]:
+    lines = [f"{section} ["]
+    for index, tensor in enumerate(tensors):
+        dims = tensor.shape[1:] if dynamic else tensor.shape
+        if any(not isinstance(d, int) for d in dims):
+            raise BadInput(
+                f"{section} {tensor.name} has symbolic dimensions {tensor.shape} beyond the batch",
+                hint="export with fixed image sizes (the default)",
+            )
+        if tensor.dtype not in _TRITON_TYPES:
+            raise BadInput(f"{section} {tensor.name} has data type {tensor.dtype}, which Triton cannot serve")
+        lines += [
+            "  {",
+            f'    name: "{tensor.name}"',
+            f"    data_type: {_TRITON_TYPES[tensor.dtype]}",
+            f"    dims: [ {', '.join(str(d) for d in dims)} ]",
+        ]
+        if label and index == 0:
+            lines.append(f'    label_filename: "{LABELS_FILE}"')
+        lines.append("  }," if index < len(tensors) - 1 else "  }")
+    lines.append("]")
+    return lines
