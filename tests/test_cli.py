@@ -215,7 +215,9 @@ def test_infer_truncated_onnx_with_its_sidecar(
 def test_infer_non_onnx_file(cli: CliRunner, tmp_path: Path, digit_files: list[tuple[Path, int]]) -> None:
     path = tmp_path / "model.txt"
     path.write_text("hello")
-    _fails_cleanly(cli.invoke(app, ["infer", str(path), str(digit_files[0][0])]), BadInput.exit_code, "not an .onnx")
+    _fails_cleanly(
+        cli.invoke(app, ["infer", str(path), str(digit_files[0][0])]), BadInput.exit_code, "neither an .onnx"
+    )
 
 
 def test_infer_missing_artifact(cli: CliRunner, tmp_path: Path, digit_files: list[tuple[Path, int]]) -> None:

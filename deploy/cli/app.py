@@ -7,11 +7,13 @@ import warnings
 from typing import Any
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from deploy import __version__
 from deploy.cli import (
     build_cmd,
+    doctor_cmd,
     export_cmd,
     infer_cmd,
     list_cmd,
@@ -38,10 +40,13 @@ class DeployGroup(TyperGroup):
         except DeployError as exc:
             if debug:
                 raise
-            stderr.print(f"[bold red]error:[/bold red] {exc.message}", highlight=False)
+            stderr.print(f"[bold red]error:[/bold red] {escape(exc.message)}", highlight=False)
             if exc.hint:
-                stderr.print(f"[yellow]fix:[/yellow] {exc.hint}", highlight=False)
+                stderr.print(f"[yellow]fix:[/yellow] {escape(exc.hint)}", highlight=False)
             raise typer.Exit(exc.exit_code) from None
+        except BrokenPipeError:
+            # `deploy list | head`: the reader left; nothing is wrong with deploy or the input.
+            raise typer.Exit(0) from None
         except KeyboardInterrupt:
             stderr.print("[red]interrupted[/red]; nothing half-written was kept")
             raise typer.Exit(130) from None
@@ -98,6 +103,7 @@ app.command("build")(build_cmd.build)
 app.command("verify")(verify_cmd.verify)
 app.command("pipeline")(pipeline_cmd.pipeline)
 app.command("triton")(triton_cmd.triton)
+app.command("doctor")(doctor_cmd.doctor)
 
 
 def main() -> None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from deploy.cli.output import print_json, progress_printer, stderr, stdout
+
+if TYPE_CHECKING:
+    from deploy.backends.tensorrt.build import HardwareCompatibility, Profile
 
 
 def build(
@@ -25,13 +29,33 @@ def build(
     weights: str | None = typer.Option(
         None, "--weights", "-w", help="Weights for a model exported on demand (as for `deploy export`)."
     ),
+    plan: bool | None = typer.Option(
+        None, "--plan/--no-plan", help="Compile TensorRT plans (default: when TensorRT and a GPU are usable)."
+    ),
+    min_batch: int | None = typer.Option(None, "--min-batch", help="TensorRT profile: smallest batch."),
+    opt_batch: int | None = typer.Option(None, "--opt-batch", help="TensorRT profile: batch to optimise for."),
+    max_batch: int | None = typer.Option(None, "--max-batch", help="TensorRT profile: largest batch."),
+    min_shapes: str | None = typer.Option(
+        None, "--min-shapes", "--minShapes", help="trtexec spelling: input:1x3x224x224"
+    ),
+    opt_shapes: str | None = typer.Option(None, "--opt-shapes", "--optShapes", help="trtexec spelling."),
+    max_shapes: str | None = typer.Option(None, "--max-shapes", "--maxShapes", help="trtexec spelling."),
+    workspace: float = typer.Option(4.0, "--workspace", help="TensorRT workspace limit in GiB."),
+    builder_opt_level: int = typer.Option(3, "--builder-opt-level", help="TensorRT builder optimisation level 0-5."),
+    timing_cache: Path | None = typer.Option(None, "--timing-cache", help="Default: engines/timing.cache."),
+    version_compatible: bool = typer.Option(False, "--version-compatible", help="Plans that load on later TRT."),
+    hardware_compatibility: str = typer.Option(
+        "none", "--hardware-compatibility", help="none, ampere_plus or same_compute_capability."
+    ),
     export_dir: Path = typer.Option(Path("export"), "--export-dir", help="Where exported ONNX models are."),
     out_dir: Path = typer.Option(Path("engines"), "--out-dir", "-o", help="Where typed ONNX files go."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
 ) -> None:
     """Bake FP32/FP16/INT8 precision into ONNX (TensorRT builds it strongly typed; ONNX Runtime runs it anywhere)."""
+    import dataclasses
+
     from deploy.errors import BadInput
-    from deploy.precision.build import PRECISIONS, BuildConfig
+    from deploy.precision.build import PRECISIONS, BuildConfig, PlanOptions
     from deploy.precision.build import build as run_build
     from deploy.precision.calibration import DEFAULT_DIR, CalibrationConfig
 
@@ -57,6 +81,18 @@ def build(
         recalibrate=recalibrate,
         weights=weights,
     )
+    config = dataclasses.replace(
+        config,
+        plans=PlanOptions(
+            compile=plan,
+            profile=_profile(min_batch, opt_batch, max_batch, min_shapes, opt_shapes, max_shapes),
+            workspace_gib=workspace,
+            builder_optimization_level=builder_opt_level,
+            timing_cache=timing_cache,
+            version_compatible=version_compatible,
+            hardware_compatibility=_hardware(hardware_compatibility),
+        ),
+    )
     result = run_build(config, progress=progress_printer(ctx))
     for warning in result.warnings:
         stderr.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
@@ -78,5 +114,55 @@ def build(
             calibration,
             f"{artifact.seconds:.1f}",
         )
+    for built_plan in result.plans:
+        layers = built_plan.layers
+        table.add_row(
+            built_plan.sidecar.model,
+            f"{built_plan.sidecar.precision_name} plan",
+            str(built_plan.path),
+            f"{built_plan.sidecar.size_bytes / 1e6:.1f}",
+            f"layers INT8 {layers.int8} / FP16 {layers.fp16} / FP32 {layers.fp32}",
+            f"{built_plan.seconds:.1f}",
+        )
     stdout.print(table)
     stderr.print(result.tensorrt, highlight=False)
+
+
+def _profile(
+    min_batch: int | None,
+    opt_batch: int | None,
+    max_batch: int | None,
+    min_shapes: str | None,
+    opt_shapes: str | None,
+    max_shapes: str | None,
+) -> Profile | None:
+    """The batch profile from --min/--opt/--max-batch or trtexec's --minShapes/--optShapes/--maxShapes."""
+    from deploy.backends.tensorrt.build import Profile, parse_shape_spec
+    from deploy.errors import BadInput
+
+    batches = [min_batch, opt_batch, max_batch]
+    for index, spec in enumerate((min_shapes, opt_shapes, max_shapes)):
+        if spec is None:
+            continue
+        shapes = parse_shape_spec(spec)
+        if len(shapes) != 1:
+            raise BadInput(f"shape spec {spec!r} names {len(shapes)} inputs; these models have one")
+        batch = next(iter(shapes.values()))[0]
+        if batches[index] is not None and batches[index] != batch:
+            raise BadInput(f"batch {batches[index]} conflicts with shape spec {spec!r}", hint="pass one spelling")
+        batches[index] = batch
+    if all(b is None for b in batches):
+        return None
+    if any(b is None for b in batches):
+        raise BadInput("a batch profile needs min, opt and max", hint="pass --min-batch, --opt-batch and --max-batch")
+    return Profile(int(batches[0] or 0), int(batches[1] or 0), int(batches[2] or 0))
+
+
+def _hardware(level: str) -> HardwareCompatibility:
+    from deploy.errors import BadInput
+
+    if level not in ("none", "ampere_plus", "same_compute_capability"):
+        raise BadInput(
+            f"--hardware-compatibility {level!r} is unknown", hint="none, ampere_plus or same_compute_capability"
+        )
+    return level  # type: ignore[return-value]

@@ -9,7 +9,7 @@ from typing import Literal
 
 import numpy as np
 
-from deploy.backends.onnxruntime_runner import OrtRunner
+from deploy.backends.factory import ARTIFACT_SUFFIXES, runner_for
 from deploy.errors import BadInput
 from deploy.harness.images import Preprocessing, load_image, preprocess
 from deploy.sidecar import load_sidecar, sidecar_path
@@ -57,7 +57,7 @@ def classify(artifact: Path, images: Sequence[Path], *, model: str | None = None
     tensors = [(path, preprocess(load_image(path), contract.preprocessing)) for path in images]
 
     classifications = []
-    with OrtRunner(artifact) as runner:
+    with runner_for(artifact) as runner:
         output = runner.outputs[0]
         for path, tensor in tensors:
             scores = runner.infer({contract.input_name: tensor[None]})[output.name]
@@ -73,10 +73,10 @@ def classify(artifact: Path, images: Sequence[Path], *, model: str | None = None
 def _contract(artifact: Path, model: str | None) -> _Contract:
     if not artifact.is_file():
         raise BadInput(f"artifact {artifact} does not exist", hint="export one with `deploy export MODEL`")
-    if artifact.suffix != ".onnx":
+    if artifact.suffix not in ARTIFACT_SUFFIXES:
         raise BadInput(
-            f"{artifact} is not an .onnx file",
-            hint="`deploy infer` runs ONNX models; TensorRT plans arrive with the tensorrt extra",
+            f"{artifact} is neither an .onnx file nor a TensorRT .plan",
+            hint="pass an artifact from `deploy export` or `deploy build`",
         )
     if sidecar_path(artifact).is_file() or model is None:
         sidecar = load_sidecar(artifact)

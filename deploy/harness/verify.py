@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from deploy.backends.base import Runner, TensorMeta
-from deploy.backends.onnxruntime_runner import OrtRunner
+from deploy.backends.factory import runner_for
 from deploy.errors import BadInput
 from deploy.harness.compare import DEFAULT_TOLERANCES, ParityReport, Tolerance, run_parity
 from deploy.harness.heldout import HeldOutSet, held_out_set
@@ -141,7 +141,7 @@ def _verdict(
 
     precision = sidecar.precision["label"] if sidecar.precision else "fp32"
     tolerance = tolerance_for(sidecar.precision_name, str(sidecar.weights["kind"]), config.overrides)
-    with OrtRunner(path) as runner:
+    with runner_for(path) as runner:
         candidate = _run_all(runner, sidecar, held)
         backend = runner.name
     parity = compare_outputs(

@@ -15,7 +15,10 @@ from typing import Any, Literal
 
 import onnx
 
-from deploy.errors import BadInput
+from deploy.backends.tensorrt.api import info, tensorrt
+from deploy.backends.tensorrt.build import HardwareCompatibility, PlanConfig, PlanResult, Profile, build_plan
+from deploy.backends.tensorrt.gpu import gpu_info
+from deploy.errors import BadInput, MissingDependency
 from deploy.files import Staging, ensure_writable_dir, sha256_file
 from deploy.precision.calibration import CalibrationConfig, CalibrationSet, calibration_set
 from deploy.precision.int8 import CalibrationMethod, HighPrecision
@@ -44,6 +47,20 @@ class BuildConfig:
     high_precision: HighPrecision = "fp32"
     recalibrate: bool = False
     weights: str | None = None  # for models exported on demand (None: the model's default weights)
+    plans: PlanOptions = field(default_factory=lambda: PlanOptions())
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """How typed ONNX become TensorRT plans when TensorRT and a GPU are present (see backends/tensorrt/build)."""
+
+    compile: bool | None = None  # None: whenever TensorRT and a GPU are usable; False: never
+    profile: Profile | None = None
+    workspace_gib: float = 4.0
+    builder_optimization_level: int = 3
+    timing_cache: Path | None = None  # None: <engines>/timing.cache
+    version_compatible: bool = False
+    hardware_compatibility: HardwareCompatibility = "none"
 
 
 @dataclass(frozen=True)
@@ -63,6 +80,7 @@ class BuildResult:
     exported: tuple[Path, ...]
     warnings: tuple[str, ...]
     tensorrt: str
+    plans: tuple[PlanResult, ...] = ()
 
 
 def artifact_label(precision: Precision, method: CalibrationMethod) -> str:
@@ -91,7 +109,28 @@ def build(config: BuildConfig, *, progress: Progress | None = None) -> BuildResu
             built = _build_one(source, sidecar, precision, calib, engines, config)
             artifacts.append(built)
             warnings.extend(built.sidecar.precision.get("warnings", []) if built.sidecar.precision else [])
-    return BuildResult(tuple(artifacts), tuple(exported), tuple(warnings), _tensorrt_status())
+    usable, status = tensorrt_status()
+    plans: list[PlanResult] = []
+    if config.plans.compile is not False and usable:
+        for artifact in artifacts:
+            say(f"compiling {artifact.path.name} with TensorRT")
+            plans.append(build_plan(_plan_config(artifact.path, engines, config.plans)))
+            warnings.extend(plans[-1].warnings)
+    elif config.plans.compile:
+        raise MissingDependency(status, hint='install TensorRT on a GPU machine: pip install -e ".[tensorrt]"')
+    return BuildResult(tuple(artifacts), tuple(exported), tuple(warnings), status, tuple(plans))
+
+
+def _plan_config(onnx_path: Path, engines: Path, options: PlanOptions) -> PlanConfig:
+    return PlanConfig(
+        onnx=onnx_path,
+        profile=options.profile,
+        workspace_gib=options.workspace_gib,
+        builder_optimization_level=options.builder_optimization_level,
+        timing_cache=options.timing_cache or engines / "timing.cache",
+        version_compatible=options.version_compatible,
+        hardware_compatibility=options.hardware_compatibility,
+    )
 
 
 def _resolve_sources(config: BuildConfig, say: Progress) -> tuple[list[Path], list[Path]]:
@@ -233,10 +272,17 @@ def _int8(source: Path, sidecar: Sidecar, calib: CalibrationSet, config: BuildCo
     }
 
 
-def _tensorrt_status() -> str:
+def tensorrt_status() -> tuple[bool, str]:
+    """Whether plans can be compiled here, and the one line that says so."""
     if importlib.util.find_spec("tensorrt") is None:
-        return (
+        return False, (
             "TensorRT is not installed: built typed ONNX only (ONNX Runtime runs it anywhere); "
             'compile .plan engines on a GPU machine with pip install -e ".[tensorrt]"'
         )
-    return "TensorRT is installed: .plan compilation from these typed ONNX files is not part of this build yet"
+    try:
+        about = info(tensorrt())
+    except MissingDependency as exc:
+        return False, f"{exc.message}: built typed ONNX only"
+    if gpu_info() is None:
+        return False, f"TensorRT {about.version} is installed but no NVIDIA GPU is usable: built typed ONNX only"
+    return True, f"TensorRT {about.version} ({about.api_path}) compiled the typed ONNX into .plan engines"

@@ -1,0 +1,218 @@
+"""Compile a typed ONNX (from `deploy build`) into a TensorRT plan: one strongly typed path for 10.x and 11.x.
+
+Precision comes from the ONNX (FP16 initializers, INT8 Q/DQ); the builder is never asked for FP16/INT8 flags or
+calibrators, which TensorRT 11 removed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from deploy.backends.tensorrt.api import TensorRTInfo, info, logger, tensorrt
+from deploy.backends.tensorrt.gpu import gpu_info
+from deploy.backends.tensorrt.inspect import LayerPrecision, layer_precision
+from deploy.errors import BadInput, DeployError, ExportFailed
+from deploy.files import Staging, sha256_file
+from deploy.sidecar import Sidecar, load_sidecar, sidecar_path
+
+log = logging.getLogger(__name__)
+
+HardwareCompatibility = Literal["none", "ampere_plus", "same_compute_capability"]
+GIB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Profile:
+    min: int
+    opt: int
+    max: int
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    onnx: Path
+    profile: Profile | None = None  # None: the ONNX's own batch range, optimised for min(8, max)
+    workspace_gib: float = 4.0
+    builder_optimization_level: int = 3
+    timing_cache: Path | None = Path("engines/timing.cache")
+    version_compatible: bool = False
+    hardware_compatibility: HardwareCompatibility = "none"
+    verbose: bool = False
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    path: Path
+    sidecar_path: Path
+    sidecar: Sidecar
+    layers: LayerPrecision
+    seconds: float
+    warnings: tuple[str, ...]
+
+
+class ParserError(ExportFailed):
+    """TensorRT's ONNX parser rejected a node."""
+
+
+def parse_shape_spec(text: str) -> dict[str, tuple[int, ...]]:
+    """trtexec's spelling, `input:1x3x224x224[,other:...]`, into {name: shape}."""
+    shapes = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, dims = item.rpartition(":")
+        try:
+            if not sep or not name:
+                raise ValueError(item)
+            shapes[name] = tuple(int(d) for d in dims.lower().split("x"))
+        except ValueError:
+            raise BadInput(f"shape {item!r} is not NAME:DxDxD", hint="write e.g. input:8x3x224x224") from None
+    return shapes
+
+
+def resolve_profile(sidecar: Sidecar, requested: Profile | None) -> Profile:
+    if not sidecar.batch.dynamic:
+        fixed = sidecar.batch.max
+        if requested is not None and requested != Profile(fixed, fixed, fixed):
+            raise BadInput(
+                f"{sidecar.artifact} has a static batch of {fixed}; a batch profile does not apply",
+                hint="drop the batch options, or export with a dynamic batch",
+            )
+        return Profile(fixed, fixed, fixed)
+    profile = requested or Profile(sidecar.batch.min, min(8, sidecar.batch.max), sidecar.batch.max)
+    if not 1 <= profile.min <= profile.opt <= profile.max:
+        raise BadInput(f"batch profile {profile} must satisfy 1 <= min <= opt <= max", hint="fix --min/--opt/--max")
+    if profile.max > sidecar.batch.max:
+        raise BadInput(
+            f"--max-batch {profile.max} exceeds the {sidecar.batch.max} the ONNX was exported for",
+            hint=f"re-export with --max-batch {profile.max} or lower the profile",
+        )
+    return profile
+
+
+def build_plan(config: PlanConfig) -> PlanResult:
+    started = time.perf_counter()
+    sidecar = load_sidecar(config.onnx)
+    profile = resolve_profile(sidecar, config.profile)
+    if config.workspace_gib <= 0:
+        raise BadInput(f"--workspace {config.workspace_gib} GiB must be positive", hint="pass --workspace 4")
+    if not 0 <= config.builder_optimization_level <= 5:
+        raise BadInput("--builder-opt-level takes 0 to 5", hint="3 is TensorRT's default")
+    trt = tensorrt()
+    about = info(trt)
+    gpu = gpu_info()
+    if gpu is None:
+        raise DeployError("no NVIDIA GPU is usable here, so no TensorRT plan can be built", hint="run on a GPU host")
+
+    trt_logger = logger(trt, verbose=config.verbose)
+    builder = trt.Builder(trt_logger)
+    network = builder.create_network(_network_flags(trt, about))
+    parser = trt.OnnxParser(network, trt_logger)
+    if not parser.parse_from_file(str(config.onnx)):
+        errors = [parser.get_error(i) for i in range(parser.num_errors)]
+        details = "; ".join(f"node {e.node_name() or e.node()}: {e.desc()}" for e in errors[:3])
+        raise ParserError(f"TensorRT's ONNX parser rejected {config.onnx}: {details}", hint="rerun with --debug")
+
+    builder_config = builder.create_builder_config()
+    builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(config.workspace_gib * GIB))
+    builder_config.builder_optimization_level = config.builder_optimization_level
+    builder_config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    if config.version_compatible:
+        builder_config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if config.hardware_compatibility != "none":
+        builder_config.hardware_compatibility_level = _hardware_level(trt, config.hardware_compatibility)
+    name, chw = sidecar.inputs[0].name, tuple(int(d) for d in sidecar.inputs[0].shape[1:])
+    optimization = builder.create_optimization_profile()
+    optimization.set_shape(name, (profile.min, *chw), (profile.opt, *chw), (profile.max, *chw))
+    builder_config.add_optimization_profile(optimization)
+    cache = _load_timing_cache(builder_config, config.timing_cache)
+    builder_config.set_timing_cache(cache, False)
+
+    serialized = builder.build_serialized_network(network, builder_config)
+    if serialized is None:
+        raise ExportFailed(
+            f"TensorRT could not build {config.onnx} (workspace {config.workspace_gib} GiB)",
+            hint="raise --workspace if the log mentions memory; rerun with --debug for TensorRT's log",
+        )
+    plan_bytes = bytes(serialized)
+    layers = _inspect(trt, trt_logger, plan_bytes)
+    warnings = _precision_warnings(sidecar, layers)
+    target = config.onnx.with_suffix(".plan")
+    plan_sidecar = dataclasses.replace(
+        sidecar,
+        artifact=target.name,
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        parity=None,
+        extra={
+            **sidecar.extra,
+            "tensorrt": {
+                "version": about.version,
+                "api_path": about.api_path,
+                "gpu": gpu.name,
+                "compute_capability": gpu.compute_capability,
+                "driver": gpu.driver,
+                "cuda_driver": gpu.cuda_driver,
+                "profile": dataclasses.asdict(profile),
+                "workspace_gib": config.workspace_gib,
+                "builder_optimization_level": config.builder_optimization_level,
+                "version_compatible": config.version_compatible,
+                "hardware_compatibility": config.hardware_compatibility,
+                "source_onnx_sha256": sidecar.sha256,
+                "layer_precision": dataclasses.asdict(layers),
+                "build_seconds": round(time.perf_counter() - started, 3),
+            },
+        },
+    )
+    with Staging() as staging:
+        tmp = staging.path_for(target)
+        tmp.write_bytes(plan_bytes)
+        plan_sidecar = dataclasses.replace(plan_sidecar, sha256=sha256_file(tmp), size_bytes=tmp.stat().st_size)
+        staging.path_for(sidecar_path(target)).write_text(plan_sidecar.to_json(), encoding="utf-8")
+        if config.timing_cache is not None:
+            staging.path_for(config.timing_cache).write_bytes(bytes(builder_config.get_timing_cache().serialize()))
+        staging.commit()
+    for warning in warnings:
+        log.warning(warning)
+    return PlanResult(target, sidecar_path(target), plan_sidecar, layers, time.perf_counter() - started, warnings)
+
+
+def _network_flags(trt: Any, about: TensorRTInfo) -> int:
+    if about.major == 10:
+        return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    return 0  # 11.x: every network is strongly typed; the flag is deprecated and ignored
+
+
+def _hardware_level(trt: Any, level: HardwareCompatibility) -> Any:
+    return {
+        "ampere_plus": trt.HardwareCompatibilityLevel.AMPERE_PLUS,
+        "same_compute_capability": trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY,
+    }[level]
+
+
+def _load_timing_cache(builder_config: Any, path: Path | None) -> Any:
+    data = b""
+    if path is not None and path.is_file():
+        data = path.read_bytes()
+    return builder_config.create_timing_cache(data)
+
+
+def _inspect(trt: Any, trt_logger: Any, plan: bytes) -> LayerPrecision:
+    runtime = trt.Runtime(trt_logger)
+    engine = runtime.deserialize_cuda_engine(plan)
+    inspector = engine.create_engine_inspector()
+    return layer_precision(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+
+
+def _precision_warnings(sidecar: Sidecar, layers: LayerPrecision) -> tuple[str, ...]:
+    precision = sidecar.precision_name
+    if precision in ("fp16", "int8") and layers.mostly_fp32():
+        return (
+            f"{sidecar.artifact}: a {precision.upper()} build came out mostly FP32 "
+            f"({layers.fp32} of {layers.counted} layers): TensorRT found no faster {precision.upper()} kernels "
+            "or the Q/DQ placement blocks fusion; check the sidecar's layer_precision",
+        )
+    return ()

@@ -1,0 +1,57 @@
+"""Precision truth from the built engine: which layers TensorRT actually runs in INT8, FP16 or FP32.
+
+The engine inspector's DETAILED JSON lists every layer with the formats of its inputs and outputs. A layer counts as
+INT8 when it reads an Int8 tensor, FP16 when it reads Half (and no Int8), FP32 otherwise; layers with no tensor
+inputs of their own (constants, reformat-free shuffles) are not counted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+# An INT8/FP16 build where more than this share of counted layers run in FP32 is called out loudly.
+MOSTLY_FP32 = 0.5
+
+
+@dataclass(frozen=True)
+class LayerPrecision:
+    int8: int
+    fp16: int
+    fp32: int
+    other: int
+
+    @property
+    def counted(self) -> int:
+        return self.int8 + self.fp16 + self.fp32
+
+    def mostly_fp32(self) -> bool:
+        return self.counted > 0 and self.fp32 / self.counted > MOSTLY_FP32
+
+
+def layer_precision(engine_information: str) -> LayerPrecision:
+    """Count layers by precision from `IEngineInspector.get_engine_information(LayerInformationFormat.JSON)`."""
+    data = json.loads(engine_information)
+    layers = data.get("Layers", []) if isinstance(data, dict) else []
+    counts: Counter[str] = Counter()
+    for layer in layers:
+        counts[_classify(layer)] += 1
+    return LayerPrecision(counts["int8"], counts["fp16"], counts["fp32"], counts["other"])
+
+
+def _classify(layer: Any) -> str:
+    if not isinstance(layer, dict):  # LAYER_NAMES_ONLY verbosity gives bare names: nothing to classify
+        return "other"
+    formats = " ".join(str(t.get("Format/Datatype", "")) for t in layer.get("Inputs", []) if isinstance(t, dict))
+    lowered = formats.lower()
+    if not lowered:
+        return "other"
+    if "int8" in lowered:
+        return "int8"
+    if "half" in lowered or "fp16" in lowered:
+        return "fp16"
+    if "float" in lowered or "fp32" in lowered:
+        return "fp32"
+    return "other"

@@ -1,0 +1,64 @@
+"""trtexec-style latency for the TensorRT runner: CUDA events around H2D, compute and D2H, host end-to-end."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from deploy.backends.tensorrt.runtime import TrtRunner
+from deploy.harness.bench import BenchConfig, LatencyStats, latency_stats
+
+
+@dataclass(frozen=True)
+class TrtLatency:
+    end_to_end: LatencyStats  # host wall clock around stage + H2D + compute + D2H + synchronize
+    h2d: LatencyStats
+    compute: LatencyStats
+    d2h: LatencyStats
+
+    @property
+    def throughput(self) -> float:
+        return self.end_to_end.throughput
+
+
+def measure_trt(runner: TrtRunner, feeds: Sequence[Mapping[str, np.ndarray]], config: BenchConfig) -> TrtLatency:
+    cuda = runner.cuda
+    events = [cuda.Event() for _ in range(4)]
+    batch = int(next(iter(feeds[0].values())).shape[0])
+    deadline = time.perf_counter() + config.warmup_s
+    index = 0
+    while time.perf_counter() < deadline or index < 2:
+        runner.infer(feeds[index % len(feeds)])
+        index += 1
+    e2e: list[float] = []
+    h2d: list[float] = []
+    compute: list[float] = []
+    d2h: list[float] = []
+    started = time.perf_counter()
+    while len(e2e) < config.iterations or time.perf_counter() - started < config.min_duration_s:
+        begin = time.perf_counter_ns()
+        runner.stage_inputs(feeds[index % len(feeds)])
+        events[0].record(runner.stream)
+        runner.copy_in()
+        events[1].record(runner.stream)
+        runner.execute()
+        events[2].record(runner.stream)
+        runner.copy_out()
+        events[3].record(runner.stream)
+        runner.synchronize()
+        runner.collect()
+        e2e.append((time.perf_counter_ns() - begin) / 1e6)
+        h2d.append(events[0].time_till(events[1]))
+        compute.append(events[1].time_till(events[2]))
+        d2h.append(events[2].time_till(events[3]))
+        index += 1
+    threads = config.threads
+    return TrtLatency(
+        end_to_end=latency_stats("tensorrt", batch, threads, e2e),
+        h2d=latency_stats("tensorrt:h2d", batch, threads, h2d),
+        compute=latency_stats("tensorrt:compute", batch, threads, compute),
+        d2h=latency_stats("tensorrt:d2h", batch, threads, d2h),
+    )

@@ -1,0 +1,201 @@
+"""The TensorRT Runner: a plan deserialised behind the common Runner interface, driven through pycuda.
+
+Page-locked host buffers and device buffers sized for the profile's largest batch, one CUDA stream, the name-based
+I/O API of TensorRT 10/11 (set_input_shape, set_tensor_address, execute_async_v3), asynchronous copies, and
+outputs copied out of the reused host buffers before they are returned.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.backends.base import Runner, TensorMeta
+from deploy.backends.tensorrt.api import info, logger, numpy_dtype, tensorrt
+from deploy.backends.tensorrt.gpu import gpu_info
+from deploy.errors import ArtifactError, BadInput
+from deploy.lazy import require
+from deploy.sidecar import Sidecar, load_sidecar, sidecar_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Binding:
+    name: str
+    is_input: bool
+    dtype: np.dtype
+    shape: tuple[int, ...]  # -1 where dynamic
+    max_shape: tuple[int, ...]
+    host: Any = None
+    device: Any = None
+
+
+def check_plan_compatible(sidecar: Sidecar, *, trt_version: str, compute_capability: str | None) -> None:
+    """Refuse a plan from another TensorRT version or GPU with a clear message instead of TensorRT's."""
+    built = sidecar.extra.get("tensorrt", {})
+    if not built:
+        return
+    plan_version = str(built.get("version", ""))
+    same_major = plan_version.split(".")[0] == trt_version.split(".")[0]
+    if plan_version != trt_version and not (built.get("version_compatible") and same_major):
+        raise ArtifactError(
+            f"{sidecar.artifact} was built by TensorRT {plan_version}; this machine has {trt_version}",
+            hint=f"rebuild it here: deploy build {sidecar.model} (plans are tied to the TensorRT version)",
+        )
+    built_cc = str(built.get("compute_capability", ""))
+    level = built.get("hardware_compatibility", "none")
+    if compute_capability and built_cc and built_cc != compute_capability:
+        portable = level == "ampere_plus" and float(compute_capability) >= 8.0
+        if not portable:
+            raise ArtifactError(
+                f"{sidecar.artifact} was built for compute capability {built_cc} ({built.get('gpu')}); "
+                f"this GPU is {compute_capability}",
+                hint="rebuild it on this GPU, or build with --hardware-compatibility ampere_plus",
+            )
+
+
+class TrtRunner(Runner):
+    name = "tensorrt"
+
+    def __init__(self, plan: Path, *, device: int = 0) -> None:
+        super().__init__()
+        self.plan = plan
+        self.device_index = device
+        self.sidecar: Sidecar | None = None
+        self._bindings: list[_Binding] = []
+
+    def activate(self) -> None:
+        if not self.plan.is_file():
+            raise BadInput(f"plan {self.plan} does not exist", hint="build it with `deploy build MODEL`")
+        if sidecar_path(self.plan).is_file():
+            self.sidecar = load_sidecar(self.plan)
+        else:
+            log.warning("no sidecar beside %s: assuming the engine's own (static) shapes", self.plan)
+        trt = tensorrt()
+        about = info(trt)
+        gpu = gpu_info(self.device_index)
+        if self.sidecar is not None:
+            capability = None if gpu is None else gpu.compute_capability
+            check_plan_compatible(self.sidecar, trt_version=about.version, compute_capability=capability)
+        self.cuda = require("pycuda.driver", purpose="Running TensorRT engines")
+        self.cuda.init()
+        self._context_gpu = self.cuda.Device(self.device_index).retain_primary_context()
+        self._context_gpu.push()
+        try:
+            self._runtime = trt.Runtime(logger(trt))
+            self._engine = self._runtime.deserialize_cuda_engine(self.plan.read_bytes())
+            if self._engine is None:
+                raise ArtifactError(
+                    f"TensorRT could not deserialize {self.plan}: truncated, corrupt or from another version",
+                    hint="rebuild it with `deploy build MODEL`",
+                )
+            self._context = self._engine.create_execution_context()
+            self._stream = self.cuda.Stream()
+            self._bindings = [self._binding(trt, i) for i in range(self._engine.num_io_tensors)]
+            if self.sidecar is None and any(-1 in b.shape for b in self._bindings if b.is_input):
+                raise ArtifactError(
+                    f"{self.plan} has a dynamic batch but no sidecar to say how to feed it",
+                    hint="keep the .json beside the plan, or rebuild it with `deploy build`",
+                )
+            for binding in self._bindings:
+                count = int(np.prod(binding.max_shape))
+                binding.host = self.cuda.pagelocked_empty(count, binding.dtype)
+                binding.device = self.cuda.mem_alloc(binding.host.nbytes)
+                self._context.set_tensor_address(binding.name, int(binding.device))
+        except BaseException:
+            self._context_gpu.pop()
+            raise
+
+    def _binding(self, trt: Any, index: int) -> _Binding:
+        engine = self._engine
+        name = engine.get_tensor_name(index)
+        is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+        shape = tuple(engine.get_tensor_shape(name))
+        max_shape = shape
+        if -1 in shape and is_input:
+            max_shape = tuple(engine.get_tensor_profile_shape(name, 0)[2])
+        elif -1 in shape:
+            batch = max(self._profile_max_batch(trt), 1)
+            max_shape = tuple(batch if d == -1 else d for d in shape)
+        return _Binding(name, is_input, numpy_dtype(trt, engine.get_tensor_dtype(name)), shape, max_shape)
+
+    def _profile_max_batch(self, trt: Any) -> int:
+        for index in range(self._engine.num_io_tensors):
+            name = self._engine.get_tensor_name(index)
+            if self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT and -1 in self._engine.get_tensor_shape(
+                name
+            ):
+                return int(self._engine.get_tensor_profile_shape(name, 0)[2][0])
+        return 1
+
+    def deactivate(self) -> None:
+        for binding in self._bindings:
+            if binding.device is not None:
+                binding.device.free()
+        self._bindings = []
+        self._context = None
+        self._engine = None
+        self._runtime = None
+        self._context_gpu.pop()
+
+    @property
+    def inputs(self) -> tuple[TensorMeta, ...]:
+        return tuple(TensorMeta(b.name, b.shape, b.dtype.name) for b in self._bindings if b.is_input)
+
+    @property
+    def outputs(self) -> tuple[TensorMeta, ...]:
+        return tuple(TensorMeta(b.name, b.shape, b.dtype.name) for b in self._bindings if not b.is_input)
+
+    def stage_inputs(self, feed: Mapping[str, np.ndarray]) -> None:
+        """Shapes and host copies for `feed` (no device work yet)."""
+        for binding in (b for b in self._bindings if b.is_input):
+            array = np.ascontiguousarray(feed[binding.name], dtype=binding.dtype)
+            if array.size > binding.host.size:
+                raise BadInput(
+                    f"batch {array.shape[0]} for {binding.name} exceeds the plan's profile {binding.max_shape}",
+                    hint="rebuild with a larger --max-batch, or send smaller batches",
+                )
+            if not self._context.set_input_shape(binding.name, array.shape):
+                raise BadInput(f"shape {array.shape} does not fit {binding.name}'s profile {binding.max_shape}")
+            binding.host[: array.size] = array.ravel()
+
+    def copy_in(self) -> None:
+        for binding in (b for b in self._bindings if b.is_input):
+            self.cuda.memcpy_htod_async(binding.device, binding.host, self._stream)
+
+    def execute(self) -> None:
+        if not self._context.execute_async_v3(self._stream.handle):
+            raise ArtifactError(f"TensorRT failed to enqueue {self.plan}", hint="rerun with --debug")
+
+    def copy_out(self) -> None:
+        for binding in (b for b in self._bindings if not b.is_input):
+            self.cuda.memcpy_dtoh_async(binding.host, binding.device, self._stream)
+
+    def synchronize(self) -> None:
+        self._stream.synchronize()
+
+    @property
+    def stream(self) -> Any:
+        return self._stream
+
+    def collect(self) -> dict[str, np.ndarray]:
+        results = {}
+        for binding in (b for b in self._bindings if not b.is_input):
+            shape = tuple(self._context.get_tensor_shape(binding.name))
+            # Copy: the page-locked buffer is reused by the next call.
+            results[binding.name] = binding.host[: int(np.prod(shape))].reshape(shape).copy()
+        return results
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.stage_inputs(feed)
+        self.copy_in()
+        self.execute()
+        self.copy_out()
+        self.synchronize()
+        return self.collect()
