@@ -24,7 +24,10 @@ class TrtLatency:
         return self.end_to_end.throughput
 
 
-def measure_trt(runner: TrtRunner, feeds: Sequence[Mapping[str, np.ndarray]], config: BenchConfig) -> TrtLatency:
+def measure_trt(
+    runner: TrtRunner, feeds: Sequence[Mapping[str, np.ndarray]], config: BenchConfig, *, copies: bool = True
+) -> TrtLatency:
+    """`copies=False` is trtexec's --noDataTransfers: inputs stay on the device, only compute is timed."""
     cuda = runner.cuda
     events = [cuda.Event() for _ in range(4)]
     batch = int(next(iter(feeds[0].values())).shape[0])
@@ -40,16 +43,20 @@ def measure_trt(runner: TrtRunner, feeds: Sequence[Mapping[str, np.ndarray]], co
     started = time.perf_counter()
     while len(e2e) < config.iterations or time.perf_counter() - started < config.min_duration_s:
         begin = time.perf_counter_ns()
-        runner.stage_inputs(feeds[index % len(feeds)])
+        if copies:
+            runner.stage_inputs(feeds[index % len(feeds)])
         events[0].record(runner.stream)
-        runner.copy_in()
+        if copies:
+            runner.copy_in()
         events[1].record(runner.stream)
         runner.execute()
         events[2].record(runner.stream)
-        runner.copy_out()
+        if copies:
+            runner.copy_out()
         events[3].record(runner.stream)
         runner.synchronize()
-        runner.collect()
+        if copies:
+            runner.collect()
         e2e.append((time.perf_counter_ns() - begin) / 1e6)
         h2d.append(events[0].time_till(events[1]))
         compute.append(events[1].time_till(events[2]))
