@@ -60,16 +60,26 @@ def latency_stats(runner: str, batch: int, threads: int, samples_ms: Sequence[fl
     )
 
 
-def measure(runner: Runner, feeds: Sequence[Mapping[str, np.ndarray]], config: BenchConfig) -> LatencyStats:
-    """Time `runner.infer` over `feeds` (cycled, so each iteration gets fresh input data)."""
+def batch_of(feeds: Sequence[Mapping[str, np.ndarray]]) -> int:
     if not feeds:
         raise ValueError("no inputs to time")
-    batch = int(next(iter(feeds[0].values())).shape[0])
+    return int(next(iter(feeds[0].values())).shape[0])
+
+
+def warm_up(runner: Runner, feeds: Sequence[Mapping[str, np.ndarray]], config: BenchConfig) -> int:
+    """Run for `warmup_s` (at least twice); returns how many feeds were used, so timing continues the rotation."""
     deadline = time.perf_counter() + config.warmup_s
     index = 0
     while time.perf_counter() < deadline or index < 2:
         runner.infer(feeds[index % len(feeds)])
         index += 1
+    return index
+
+
+def measure(runner: Runner, feeds: Sequence[Mapping[str, np.ndarray]], config: BenchConfig) -> LatencyStats:
+    """Time `runner.infer` over `feeds` (cycled, so each iteration gets fresh input data)."""
+    batch = batch_of(feeds)
+    index = warm_up(runner, feeds, config)
     samples: list[float] = []
     started = time.perf_counter()
     while len(samples) < config.iterations or time.perf_counter() - started < config.min_duration_s:

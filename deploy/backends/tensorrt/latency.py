@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from deploy.backends.tensorrt.runtime import TrtRunner
-from deploy.harness.bench import BenchConfig, LatencyStats, latency_stats
+from deploy.harness.bench import BenchConfig, LatencyStats, batch_of, latency_stats, warm_up
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,8 @@ def measure_trt(
     """`copies=False` is trtexec's --noDataTransfers: inputs stay on the device, only compute is timed."""
     cuda = runner.cuda
     events = [cuda.Event() for _ in range(4)]
-    batch = int(next(iter(feeds[0].values())).shape[0])
-    deadline = time.perf_counter() + config.warmup_s
-    index = 0
-    while time.perf_counter() < deadline or index < 2:
-        runner.infer(feeds[index % len(feeds)])
-        index += 1
+    batch = batch_of(feeds)
+    index = warm_up(runner, feeds, config)
     e2e: list[float] = []
     h2d: list[float] = []
     compute: list[float] = []
