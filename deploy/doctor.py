@@ -78,11 +78,11 @@ def _gpu() -> Check:
 
 
 def _tensorrt() -> Check:
-    from deploy.backends.tensorrt.api import info, tensorrt
+    from deploy.backends.tensorrt.api import info
 
     disabled = "building .plan engines (typed ONNX still build), TensorRT parity and latency"
     try:
-        about = info(tensorrt())
+        about = info()
     except DeployError as exc:
         return Check("TensorRT", False, None, exc.message, disabled)
     return Check("TensorRT", True, about.version, about.api_path, "")

@@ -6,6 +6,8 @@ Needs the two wheels in .cache/trt-contract (`.ci/fetch-trt-contract` downloads 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ import pytest
 from tests.support.trt_contract import (
     BINDINGS_WHEEL,
     STUBS_WHEEL,
+    extract_stubs,
     find_wheel,
     so_strings,
     so_suffixes,
@@ -73,3 +76,24 @@ def test_the_bindings_really_are_tensorrt_11(contract) -> None:  # type: ignore[
     _, strings, _ = contract
     assert "execute_async_v3" in strings and "STRONGLY_TYPED" in strings
     assert "IInt8EntropyCalibrator2" not in strings  # the calibrators are gone in 11
+
+
+def test_tensorrt_modules_type_check_against_the_stubs(tmp_path: Path) -> None:
+    """mypy over deploy/backends/tensorrt with the (repaired) 10.13 stubs: signatures and types, not just names."""
+    assert stubs is not None
+    stub_path = extract_stubs(stubs, tmp_path / "stubs")
+    config = tmp_path / "mypy.ini"
+    # The generated stubs have errors of their own; follow them for types, report only ours.
+    config.write_text(
+        "[mypy]\npython_version = 3.11\nignore_missing_imports = True\n"
+        "[mypy-tensorrt,tensorrt.*,tensorrt_bindings,tensorrt_bindings.*]\nignore_errors = True\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(config), "--no-incremental",
+         str(ROOT / "deploy" / "backends" / "tensorrt")],
+        env={**os.environ, "MYPYPATH": str(stub_path)},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr

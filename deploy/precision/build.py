@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import onnx
 
-from deploy.backends.tensorrt.api import info, tensorrt
+from deploy.backends.tensorrt.api import info
 from deploy.backends.tensorrt.build import HardwareCompatibility, PlanConfig, PlanResult, Profile, build_plan
 from deploy.backends.tensorrt.gpu import gpu_info
 from deploy.errors import BadInput, MissingDependency
@@ -280,7 +280,7 @@ def tensorrt_status() -> tuple[bool, str]:
             'compile .plan engines on a GPU machine with pip install -e ".[tensorrt]"'
         )
     try:
-        about = info(tensorrt())
+        about = info()
     except MissingDependency as exc:
         return False, f"{exc.message}: built typed ONNX only"
     if gpu_info() is None:

@@ -113,14 +113,19 @@ def stub_index(stubs_wheel: Path) -> StubIndex:
     return index
 
 
-def _parse_leniently(source: str, attempts: int = 50) -> ast.Module:
-    """The generated stubs contain a few signatures Python rejects (a default before a non-default argument);
-    dropping the defaults on exactly those lines keeps every name."""
+def _parse_leniently(source: str) -> ast.Module:
+    return ast.parse(repaired_stub_source(source))
+
+
+def repaired_stub_source(source: str, attempts: int = 200) -> str:
+    """The generated stubs contain a few signatures Python rejects (a default before a non-default argument, a
+    parameter named `in`); repairing exactly those lines keeps every name and every other signature."""
     lines = source.splitlines()
     failed_before: set[int] = set()
     for _ in range(attempts):
         try:
-            return ast.parse("\n".join(lines))
+            ast.parse("\n".join(lines))
+            return "\n".join(lines) + "\n"
         except SyntaxError as exc:
             if exc.lineno is None:
                 raise
@@ -169,6 +174,8 @@ def usage_in(sources: dict[str, str]) -> Usage:
             if chain and chain[0] == "trt":
                 if not chain[1].startswith("__"):  # trt.__version__ is the Python package's, not the API's
                     qualified.add(tuple(chain[1:3]))
+            elif node.attr.startswith("__"):
+                continue  # Python's own (module __version__ and the like)
             elif node.attr not in own and node.attr not in NOT_TENSORRT and not _rooted_at_self_own(node, own):
                 attributes.add(node.attr)
     # Intermediate links of trt chains are attributes too (e.g. trt.Logger.WARNING → WARNING on Logger).
@@ -232,3 +239,14 @@ def violations(usage: Usage, stubs: StubIndex, strings: set[str], suffixes: set[
         if not in_so(attribute, strings, suffixes):
             problems.append(f".{attribute}: not in TensorRT 11.4's bindings")
     return problems
+
+
+def extract_stubs(stubs_wheel: Path, destination: Path) -> Path:
+    """Write the stubs' `tensorrt` and `tensorrt_bindings` packages, repaired, for mypy's MYPYPATH."""
+    with zipfile.ZipFile(stubs_wheel) as wheel:
+        for member in wheel.namelist():
+            if member.endswith(".pyi") and member.split("/")[0] in {"tensorrt", "tensorrt_bindings"}:
+                target = destination / member
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(repaired_stub_source(wheel.read(member).decode("utf-8")), encoding="utf-8")
+    return destination

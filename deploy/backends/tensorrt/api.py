@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from deploy.errors import MissingDependency
 from deploy.lazy import require
+
+if TYPE_CHECKING:
+    # With tensorrt-stubs on MYPYPATH (CI extracts them), mypy checks every trt.* use against the real API.
+    import tensorrt as trt
 
 
 @dataclass(frozen=True)
@@ -24,17 +28,28 @@ class TensorRTInfo:
 
 
 def tensorrt() -> ModuleType:
-    trt = require("tensorrt", purpose="Building and running TensorRT engines")
-    if not hasattr(trt, "Builder"):  # e.g. a stubs-only or bindings-only install without the libraries
+    module = require("tensorrt", purpose="Building and running TensorRT engines")
+    if not hasattr(module, "Builder"):  # e.g. a stubs-only or bindings-only install without the libraries
         raise MissingDependency(
             "the importable 'tensorrt' module has no Builder: only stubs or bindings are installed, not TensorRT",
             hint='install the full package on a GPU machine: pip install -e ".[tensorrt]"',
         )
-    return trt
+    return module
 
 
-def info(trt: ModuleType) -> TensorRTInfo:
-    version = str(trt.__version__)
+class _LazyTensorRT:
+    """`trt.X` imports TensorRT on first use (MissingDependency naming the extra when it is absent)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(tensorrt(), name)
+
+
+if not TYPE_CHECKING:
+    trt = _LazyTensorRT()
+
+
+def info() -> TensorRTInfo:
+    version = str(tensorrt().__version__)
     major = int(version.split(".")[0])
     if major < 10:
         raise MissingDependency(
@@ -44,7 +59,7 @@ def info(trt: ModuleType) -> TensorRTInfo:
     return TensorRTInfo(version, major)
 
 
-def numpy_dtype(trt: ModuleType, dtype: Any) -> np.dtype:
+def numpy_dtype(dtype: trt.DataType) -> np.dtype:
     """TensorRT DataType → NumPy dtype (tensorrt.nptype lives in the Python wrapper, not the bindings)."""
     table = {
         trt.DataType.FLOAT: np.float32,
@@ -60,5 +75,13 @@ def numpy_dtype(trt: ModuleType, dtype: Any) -> np.dtype:
     return np.dtype(table[dtype])
 
 
-def logger(trt: ModuleType, *, verbose: bool = False) -> Any:
+def dims_tuple(dims: trt.Dims) -> tuple[int, ...]:
+    return tuple(int(dims[i]) for i in range(len(dims)))
+
+
+def dims(shape: tuple[int, ...]) -> trt.Dims:
+    return trt.Dims(list(shape))
+
+
+def logger(*, verbose: bool = False) -> trt.Logger:
     return trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)

@@ -12,9 +12,9 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from deploy.backends.tensorrt.api import TensorRTInfo, info, logger, tensorrt
+from deploy.backends.tensorrt.api import TensorRTInfo, dims, info, logger, trt
 from deploy.backends.tensorrt.gpu import gpu_info
 from deploy.backends.tensorrt.inspect import LayerPrecision, layer_precision
 from deploy.errors import BadInput, DeployError, ExportFailed
@@ -102,15 +102,14 @@ def build_plan(config: PlanConfig) -> PlanResult:
         raise BadInput(f"--workspace {config.workspace_gib} GiB must be positive", hint="pass --workspace 4")
     if not 0 <= config.builder_optimization_level <= 5:
         raise BadInput("--builder-opt-level takes 0 to 5", hint="3 is TensorRT's default")
-    trt = tensorrt()
-    about = info(trt)
+    about = info()
     gpu = gpu_info()
     if gpu is None:
         raise DeployError("no NVIDIA GPU is usable here, so no TensorRT plan can be built", hint="run on a GPU host")
 
-    trt_logger = logger(trt, verbose=config.verbose)
+    trt_logger = logger(verbose=config.verbose)
     builder = trt.Builder(trt_logger)
-    network = builder.create_network(_network_flags(trt, about))
+    network = builder.create_network(_network_flags(about))
     parser = trt.OnnxParser(network, trt_logger)
     if not parser.parse_from_file(str(config.onnx)):
         errors = [parser.get_error(i) for i in range(parser.num_errors)]
@@ -124,10 +123,10 @@ def build_plan(config: PlanConfig) -> PlanResult:
     if config.version_compatible:
         builder_config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     if config.hardware_compatibility != "none":
-        builder_config.hardware_compatibility_level = _hardware_level(trt, config.hardware_compatibility)
+        builder_config.hardware_compatibility_level = _hardware_level(config.hardware_compatibility)
     name, chw = sidecar.inputs[0].name, tuple(int(d) for d in sidecar.inputs[0].shape[1:])
     optimization = builder.create_optimization_profile()
-    optimization.set_shape(name, (profile.min, *chw), (profile.opt, *chw), (profile.max, *chw))
+    optimization.set_shape(name, dims((profile.min, *chw)), dims((profile.opt, *chw)), dims((profile.max, *chw)))
     builder_config.add_optimization_profile(optimization)
     cache = _load_timing_cache(builder_config, config.timing_cache)
     builder_config.set_timing_cache(cache, False)
@@ -139,7 +138,7 @@ def build_plan(config: PlanConfig) -> PlanResult:
             hint="raise --workspace if the log mentions memory; rerun with --debug for TensorRT's log",
         )
     plan_bytes = bytes(serialized)
-    layers = _inspect(trt, trt_logger, plan_bytes)
+    layers = _inspect(trt_logger, plan_bytes)
     warnings = _precision_warnings(sidecar, layers)
     target = config.onnx.with_suffix(".plan")
     plan_sidecar = dataclasses.replace(
@@ -180,27 +179,27 @@ def build_plan(config: PlanConfig) -> PlanResult:
     return PlanResult(target, sidecar_path(target), plan_sidecar, layers, time.perf_counter() - started, warnings)
 
 
-def _network_flags(trt: Any, about: TensorRTInfo) -> int:
+def _network_flags(about: TensorRTInfo) -> int:
     if about.major == 10:
         return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     return 0  # 11.x: every network is strongly typed; the flag is deprecated and ignored
 
 
-def _hardware_level(trt: Any, level: HardwareCompatibility) -> Any:
+def _hardware_level(level: HardwareCompatibility) -> trt.HardwareCompatibilityLevel:
     return {
         "ampere_plus": trt.HardwareCompatibilityLevel.AMPERE_PLUS,
         "same_compute_capability": trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY,
     }[level]
 
 
-def _load_timing_cache(builder_config: Any, path: Path | None) -> Any:
+def _load_timing_cache(builder_config: trt.IBuilderConfig, path: Path | None) -> trt.ITimingCache:
     data = b""
     if path is not None and path.is_file():
         data = path.read_bytes()
     return builder_config.create_timing_cache(data)
 
 
-def _inspect(trt: Any, trt_logger: Any, plan: bytes) -> LayerPrecision:
+def _inspect(trt_logger: trt.ILogger, plan: bytes) -> LayerPrecision:
     runtime = trt.Runtime(trt_logger)
     engine = runtime.deserialize_cuda_engine(plan)
     inspector = engine.create_engine_inspector()

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from deploy.backends.base import Runner, TensorMeta
-from deploy.backends.tensorrt.api import info, logger, numpy_dtype, tensorrt
+from deploy.backends.tensorrt.api import dims, dims_tuple, info, logger, numpy_dtype, trt
 from deploy.backends.tensorrt.gpu import gpu_info
 from deploy.errors import ArtifactError, BadInput
 from deploy.lazy import require
@@ -69,6 +69,9 @@ class TrtRunner(Runner):
         self.device_index = device
         self.sidecar: Sidecar | None = None
         self._bindings: list[_Binding] = []
+        self._runtime: trt.Runtime | None = None
+        self._engine: trt.ICudaEngine | None = None
+        self._context: trt.IExecutionContext | None = None
 
     def activate(self) -> None:
         if not self.plan.is_file():
@@ -77,8 +80,7 @@ class TrtRunner(Runner):
             self.sidecar = load_sidecar(self.plan)
         else:
             log.warning("no sidecar beside %s: assuming the engine's own (static) shapes", self.plan)
-        trt = tensorrt()
-        about = info(trt)
+        about = info()
         gpu = gpu_info(self.device_index)
         if self.sidecar is not None:
             capability = None if gpu is None else gpu.compute_capability
@@ -88,16 +90,17 @@ class TrtRunner(Runner):
         self._context_gpu = self.cuda.Device(self.device_index).retain_primary_context()
         self._context_gpu.push()
         try:
-            self._runtime = trt.Runtime(logger(trt))
-            self._engine = self._runtime.deserialize_cuda_engine(self.plan.read_bytes())
-            if self._engine is None:
+            self._runtime = trt.Runtime(logger())
+            engine = self._runtime.deserialize_cuda_engine(self.plan.read_bytes())
+            if engine is None:
                 raise ArtifactError(
                     f"TensorRT could not deserialize {self.plan}: truncated, corrupt or from another version",
                     hint="rebuild it with `deploy build MODEL`",
                 )
-            self._context = self._engine.create_execution_context()
+            self._engine = engine
+            self._context = engine.create_execution_context()
             self._stream = self.cuda.Stream()
-            self._bindings = [self._binding(trt, i) for i in range(self._engine.num_io_tensors)]
+            self._bindings = [self._binding(engine, i) for i in range(engine.num_io_tensors)]
             if self.sidecar is None and any(-1 in b.shape for b in self._bindings if b.is_input):
                 raise ArtifactError(
                     f"{self.plan} has a dynamic batch but no sidecar to say how to feed it",
@@ -107,32 +110,38 @@ class TrtRunner(Runner):
                 count = int(np.prod(binding.max_shape))
                 binding.host = self.cuda.pagelocked_empty(count, binding.dtype)
                 binding.device = self.cuda.mem_alloc(binding.host.nbytes)
-                self._context.set_tensor_address(binding.name, int(binding.device))
+                self._context.set_tensor_address(binding.name, int(binding.device))  # fixed for the session
         except BaseException:
             self._context_gpu.pop()
             raise
 
-    def _binding(self, trt: Any, index: int) -> _Binding:
-        engine = self._engine
+    @staticmethod
+    def _binding(engine: trt.ICudaEngine, index: int) -> _Binding:
         name = engine.get_tensor_name(index)
         is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-        shape = tuple(engine.get_tensor_shape(name))
+        shape = dims_tuple(engine.get_tensor_shape(name))
         max_shape = shape
         if -1 in shape and is_input:
-            max_shape = tuple(engine.get_tensor_profile_shape(name, 0)[2])
+            max_shape = dims_tuple(engine.get_tensor_profile_shape(name, 0)[2])
         elif -1 in shape:
-            batch = max(self._profile_max_batch(trt), 1)
+            batch = max(TrtRunner._profile_max_batch(engine), 1)
             max_shape = tuple(batch if d == -1 else d for d in shape)
-        return _Binding(name, is_input, numpy_dtype(trt, engine.get_tensor_dtype(name)), shape, max_shape)
+        return _Binding(name, is_input, numpy_dtype(engine.get_tensor_dtype(name)), shape, max_shape)
 
-    def _profile_max_batch(self, trt: Any) -> int:
-        for index in range(self._engine.num_io_tensors):
-            name = self._engine.get_tensor_name(index)
-            if self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT and -1 in self._engine.get_tensor_shape(
-                name
-            ):
-                return int(self._engine.get_tensor_profile_shape(name, 0)[2][0])
+    @staticmethod
+    def _profile_max_batch(engine: trt.ICudaEngine) -> int:
+        for index in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(index)
+            dynamic = -1 in dims_tuple(engine.get_tensor_shape(name))
+            if dynamic and engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                return dims_tuple(engine.get_tensor_profile_shape(name, 0)[2])[0]
         return 1
+
+    @property
+    def context(self) -> trt.IExecutionContext:
+        if self._context is None:
+            raise RuntimeError("TrtRunner used outside its `with` block")
+        return self._context
 
     def deactivate(self) -> None:
         for binding in self._bindings:
@@ -161,7 +170,7 @@ class TrtRunner(Runner):
                     f"batch {array.shape[0]} for {binding.name} exceeds the plan's profile {binding.max_shape}",
                     hint="rebuild with a larger --max-batch, or send smaller batches",
                 )
-            if not self._context.set_input_shape(binding.name, array.shape):
+            if not self.context.set_input_shape(binding.name, dims(array.shape)):
                 raise BadInput(f"shape {array.shape} does not fit {binding.name}'s profile {binding.max_shape}")
             binding.host[: array.size] = array.ravel()
 
@@ -170,7 +179,7 @@ class TrtRunner(Runner):
             self.cuda.memcpy_htod_async(binding.device, binding.host, self._stream)
 
     def execute(self) -> None:
-        if not self._context.execute_async_v3(self._stream.handle):
+        if not self.context.execute_async_v3(self._stream.handle):
             raise ArtifactError(f"TensorRT failed to enqueue {self.plan}", hint="rerun with --debug")
 
     def copy_out(self) -> None:
@@ -187,7 +196,7 @@ class TrtRunner(Runner):
     def collect(self) -> dict[str, np.ndarray]:
         results = {}
         for binding in (b for b in self._bindings if not b.is_input):
-            shape = tuple(self._context.get_tensor_shape(binding.name))
+            shape = dims_tuple(self.context.get_tensor_shape(binding.name))
             # Copy: the page-locked buffer is reused by the next call.
             results[binding.name] = binding.host[: int(np.prod(shape))].reshape(shape).copy()
         return results
