@@ -75,11 +75,13 @@ def test_layer_precision_counts_follow_the_inspector_json() -> None:
             {"Name": "fc", "Inputs": [{"Name": "b", "Format/Datatype": "Row major linear FP32"}]},
             {"Name": "const", "Inputs": []},
             "bare-layer-name",
+            {"Name": "pool", "Inputs": [{"Name": "c", "Format/Datatype": "N/A due to dynamic shapes"}]},
+            {"Name": "conv3", "Inputs": [{"Name": "d", "Format": "Channel major", "DataType": "Half"}]},  # 11.x
         ],
         "Bindings": ["input", "logits"],
     }
     counts = layer_precision(json.dumps(info))
-    assert (counts.int8, counts.fp16, counts.fp32, counts.other) == (1, 1, 1, 2)
+    assert (counts.int8, counts.fp16, counts.fp32, counts.other) == (1, 2, 1, 3)
     assert not counts.mostly_fp32()
     mostly = layer_precision(json.dumps({"Layers": [info["Layers"][2]] * 3 + [info["Layers"][0]]}))
     assert mostly.mostly_fp32()

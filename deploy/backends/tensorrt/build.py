@@ -138,7 +138,7 @@ def build_plan(config: PlanConfig) -> PlanResult:
             hint="raise --workspace if the log mentions memory; rerun with --debug for TensorRT's log",
         )
     plan_bytes = bytes(serialized)
-    layers = _inspect(trt_logger, plan_bytes)
+    layers = _inspect(trt_logger, plan_bytes, {name: (profile.opt, *chw)}, version_compatible=config.version_compatible)
     warnings = _precision_warnings(sidecar, layers)
     target = config.onnx.with_suffix(".plan")
     plan_sidecar = dataclasses.replace(
@@ -199,10 +199,22 @@ def _load_timing_cache(builder_config: trt.IBuilderConfig, path: Path | None) ->
     return builder_config.create_timing_cache(data)
 
 
-def _inspect(trt_logger: trt.ILogger, plan: bytes) -> LayerPrecision:
+def _inspect(
+    trt_logger: trt.ILogger, plan: bytes, shapes: dict[str, tuple[int, ...]], *, version_compatible: bool
+) -> LayerPrecision:
+    """Layer precisions as built. The inspector reports tensor formats only for concrete shapes, so an execution
+    context with every input at its optimisation shape is attached first (else "N/A due to dynamic shapes")."""
     runtime = trt.Runtime(trt_logger)
+    if version_compatible:
+        runtime.engine_host_code_allowed = True
     engine = runtime.deserialize_cuda_engine(plan)
+    if engine is None:
+        raise ExportFailed("TensorRT could not deserialize the plan it just built", hint="rerun with --debug")
+    context = engine.create_execution_context()
+    for name, shape in shapes.items():
+        context.set_input_shape(name, dims(shape))
     inspector = engine.create_engine_inspector()
+    inspector.execution_context = context
     return layer_precision(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
 
 

@@ -14,7 +14,11 @@ class GpuInfo:
 
 
 def gpu_info(index: int = 0) -> GpuInfo | None:
-    """The GPU at `index`, or None when there is no NVIDIA driver or no GPU."""
+    """The GPU at NVML `index`, or None when there is no NVIDIA driver or no GPU.
+
+    NVML numbers devices its own way and ignores CUDA_VISIBLE_DEVICES: this describes the machine (doctor, sidecar
+    provenance); the plan compatibility check reads the CUDA device itself through pycuda.
+    """
     try:
         import pynvml
     except ImportError:
@@ -35,6 +39,8 @@ def gpu_info(index: int = 0) -> GpuInfo | None:
             driver=_text(pynvml.nvmlSystemGetDriverVersion()),
             cuda_driver=f"{cuda // 1000}.{cuda % 1000 // 10}",
         )
+    except pynvml.NVMLError:  # e.g. NO_PERMISSION inside a restricted container
+        return None
     finally:
         pynvml.nvmlShutdown()
 

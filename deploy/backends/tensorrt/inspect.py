@@ -1,8 +1,8 @@
 """Precision truth from the built engine: which layers TensorRT actually runs in INT8, FP16 or FP32.
 
 The engine inspector's DETAILED JSON lists every layer with the formats of its inputs and outputs. A layer counts as
-INT8 when it reads an Int8 tensor, FP16 when it reads Half (and no Int8), FP32 otherwise; layers with no tensor
-inputs of their own (constants, reformat-free shuffles) are not counted.
+INT8 when it reads an Int8 tensor, FP16 when it reads Half/BF16/FP8 (and no Int8), FP32 otherwise; layers with no
+tensor inputs of their own (constants) and formats reported as N/A are not counted.
 """
 
 from __future__ import annotations
@@ -44,13 +44,17 @@ def layer_precision(engine_information: str) -> LayerPrecision:
 def _classify(layer: Any) -> str:
     if not isinstance(layer, dict):  # LAYER_NAMES_ONLY verbosity gives bare names: nothing to classify
         return "other"
-    formats = " ".join(str(t.get("Format/Datatype", "")) for t in layer.get("Inputs", []) if isinstance(t, dict))
+    # TensorRT 10 writes one "Format/Datatype" field per tensor; 11 splits it into "Format" and "DataType".
+    fields = ("Format/Datatype", "DataType", "Datatype", "Format")
+    formats = " ".join(
+        str(tensor.get(key, "")) for tensor in layer.get("Inputs", []) if isinstance(tensor, dict) for key in fields
+    )
     lowered = formats.lower()
-    if not lowered:
+    if not lowered.strip() or "n/a" in lowered:
         return "other"
     if "int8" in lowered:
         return "int8"
-    if "half" in lowered or "fp16" in lowered:
+    if "half" in lowered or "fp16" in lowered or "bf16" in lowered or "fp8" in lowered:
         return "fp16"
     if "float" in lowered or "fp32" in lowered:
         return "fp32"

@@ -17,7 +17,6 @@ import numpy as np
 
 from deploy.backends.base import Runner, TensorMeta
 from deploy.backends.tensorrt.api import dims, dims_tuple, info, logger, numpy_dtype, trt
-from deploy.backends.tensorrt.gpu import gpu_info
 from deploy.errors import ArtifactError, BadInput
 from deploy.lazy import require
 from deploy.sidecar import Sidecar, load_sidecar, sidecar_path
@@ -34,6 +33,7 @@ class _Binding:
     max_shape: tuple[int, ...]
     host: Any = None
     device: Any = None
+    active: int = 0  # elements of the current call; copies move only these, not the whole buffer
 
 
 def check_plan_compatible(sidecar: Sidecar, *, trt_version: str, compute_capability: str | None) -> None:
@@ -81,61 +81,67 @@ class TrtRunner(Runner):
         else:
             log.warning("no sidecar beside %s: assuming the engine's own (static) shapes", self.plan)
         about = info()
-        gpu = gpu_info(self.device_index)
-        if self.sidecar is not None:
-            capability = None if gpu is None else gpu.compute_capability
-            check_plan_compatible(self.sidecar, trt_version=about.version, compute_capability=capability)
         self.cuda = require("pycuda.driver", purpose="Running TensorRT engines")
         self.cuda.init()
-        self._context_gpu = self.cuda.Device(self.device_index).retain_primary_context()
+        device = self.cuda.Device(self.device_index)
+        if self.sidecar is not None:
+            # The CUDA device's own capability (NVML numbers devices differently and ignores CUDA_VISIBLE_DEVICES).
+            major, minor = device.compute_capability()
+            check_plan_compatible(self.sidecar, trt_version=about.version, compute_capability=f"{major}.{minor}")
+        self._context_gpu = device.retain_primary_context()
         self._context_gpu.push()
         try:
-            self._runtime = trt.Runtime(logger())
-            engine = self._runtime.deserialize_cuda_engine(self.plan.read_bytes())
-            if engine is None:
-                raise ArtifactError(
-                    f"TensorRT could not deserialize {self.plan}: truncated, corrupt or from another version",
-                    hint="rebuild it with `deploy build MODEL`",
-                )
-            self._engine = engine
-            self._context = engine.create_execution_context()
-            self._stream = self.cuda.Stream()
-            self._bindings = [self._binding(engine, i) for i in range(engine.num_io_tensors)]
-            if self.sidecar is None and any(-1 in b.shape for b in self._bindings if b.is_input):
-                raise ArtifactError(
-                    f"{self.plan} has a dynamic batch but no sidecar to say how to feed it",
-                    hint="keep the .json beside the plan, or rebuild it with `deploy build`",
-                )
-            for binding in self._bindings:
-                count = int(np.prod(binding.max_shape))
-                binding.host = self.cuda.pagelocked_empty(count, binding.dtype)
-                binding.device = self.cuda.mem_alloc(binding.host.nbytes)
-                self._context.set_tensor_address(binding.name, int(binding.device))  # fixed for the session
+            self._load()
         except BaseException:
-            self._context_gpu.pop()
+            self._release()
             raise
 
-    @staticmethod
-    def _binding(engine: trt.ICudaEngine, index: int) -> _Binding:
-        name = engine.get_tensor_name(index)
-        is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-        shape = dims_tuple(engine.get_tensor_shape(name))
-        max_shape = shape
-        if -1 in shape and is_input:
-            max_shape = dims_tuple(engine.get_tensor_profile_shape(name, 0)[2])
-        elif -1 in shape:
-            batch = max(TrtRunner._profile_max_batch(engine), 1)
-            max_shape = tuple(batch if d == -1 else d for d in shape)
-        return _Binding(name, is_input, numpy_dtype(engine.get_tensor_dtype(name)), shape, max_shape)
-
-    @staticmethod
-    def _profile_max_batch(engine: trt.ICudaEngine) -> int:
+    def _load(self) -> None:
+        self._runtime = trt.Runtime(logger())
+        if self.sidecar is not None and self.sidecar.extra.get("tensorrt", {}).get("version_compatible"):
+            # Version-compatible plans embed the builder's host code; the runtime must be allowed to run it.
+            self._runtime.engine_host_code_allowed = True
+        engine = self._runtime.deserialize_cuda_engine(self.plan.read_bytes())
+        if engine is None:
+            raise ArtifactError(
+                f"TensorRT could not deserialize {self.plan}: truncated, corrupt or from another version",
+                hint="rebuild it with `deploy build MODEL`",
+            )
+        self._engine = engine
+        context = engine.create_execution_context()
+        self._context = context
+        self._stream = self.cuda.Stream()
+        inputs: list[_Binding] = []
+        outputs: list[_Binding] = []
         for index in range(engine.num_io_tensors):
             name = engine.get_tensor_name(index)
-            dynamic = -1 in dims_tuple(engine.get_tensor_shape(name))
-            if dynamic and engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-                return dims_tuple(engine.get_tensor_profile_shape(name, 0)[2])[0]
-        return 1
+            shape = dims_tuple(engine.get_tensor_shape(name))
+            binding = _Binding(name, engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
+                               numpy_dtype(engine.get_tensor_dtype(name)), shape, shape)  # fmt: skip
+            (inputs if binding.is_input else outputs).append(binding)
+        if self.sidecar is None and any(-1 in b.shape for b in inputs):
+            raise ArtifactError(
+                f"{self.plan} has a dynamic batch but no sidecar to say how to feed it",
+                hint="keep the .json beside the plan, or rebuild it with `deploy build`",
+            )
+        for binding in inputs:
+            if -1 in binding.shape:
+                binding.max_shape = dims_tuple(engine.get_tensor_profile_shape(binding.name, 0)[2])
+                context.set_input_shape(binding.name, dims(binding.max_shape))
+        for binding in outputs:
+            # With every input at its largest shape, TensorRT reports each output's largest shape.
+            binding.max_shape = dims_tuple(context.get_tensor_shape(binding.name))
+            if -1 in binding.max_shape:
+                raise ArtifactError(
+                    f"output {binding.name} of {self.plan} has a data-dependent shape {binding.max_shape}",
+                    hint="deploy serves the classic CNNs, whose output shapes follow from the input shape",
+                )
+        self._bindings = inputs + outputs
+        for binding in self._bindings:
+            binding.host = self.cuda.pagelocked_empty(int(np.prod(binding.max_shape)), binding.dtype)
+            binding.device = self.cuda.mem_alloc(binding.host.nbytes)
+            binding.active = binding.host.size
+            context.set_tensor_address(binding.name, int(binding.device))  # fixed for the session
 
     @property
     def context(self) -> trt.IExecutionContext:
@@ -144,13 +150,21 @@ class TrtRunner(Runner):
         return self._context
 
     def deactivate(self) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        """Wait for queued work, drop TensorRT objects (context before engine before runtime), free our memory."""
+        stream = getattr(self, "_stream", None)
+        if stream is not None:
+            stream.synchronize()
+        self._context = None
+        self._engine = None
+        self._runtime = None
         for binding in self._bindings:
             if binding.device is not None:
                 binding.device.free()
         self._bindings = []
-        self._context = None
-        self._engine = None
-        self._runtime = None
+        self._stream = None
         self._context_gpu.pop()
 
     @property
@@ -173,10 +187,13 @@ class TrtRunner(Runner):
             if not self.context.set_input_shape(binding.name, dims(array.shape)):
                 raise BadInput(f"shape {array.shape} does not fit {binding.name}'s profile {binding.max_shape}")
             binding.host[: array.size] = array.ravel()
+            binding.active = array.size
+        for binding in (b for b in self._bindings if not b.is_input):
+            binding.active = int(np.prod(dims_tuple(self.context.get_tensor_shape(binding.name))))
 
     def copy_in(self) -> None:
         for binding in (b for b in self._bindings if b.is_input):
-            self.cuda.memcpy_htod_async(binding.device, binding.host, self._stream)
+            self.cuda.memcpy_htod_async(binding.device, binding.host[: binding.active], self._stream)
 
     def execute(self) -> None:
         if not self.context.execute_async_v3(self._stream.handle):
@@ -184,7 +201,7 @@ class TrtRunner(Runner):
 
     def copy_out(self) -> None:
         for binding in (b for b in self._bindings if not b.is_input):
-            self.cuda.memcpy_dtoh_async(binding.host, binding.device, self._stream)
+            self.cuda.memcpy_dtoh_async(binding.host[: binding.active], binding.device, self._stream)
 
     def synchronize(self) -> None:
         self._stream.synchronize()
