@@ -157,3 +157,10 @@ def test_plans_build_run_and_match_eager(model: str, tmp_path: Path) -> None:
         feeds = [{name: np.random.default_rng(i).standard_normal(shape).astype(np.float32)} for i in range(4)]
         latency = measure_trt(runner, feeds, BenchConfig(iterations=20, warmup_s=0.2, min_duration_s=0.2))
     assert latency.compute.p50_ms > 0 and latency.end_to_end.p50_ms >= latency.compute.p50_ms
+    # Eager PyTorch on the same GPU, timed the same way, in the same run.
+    from deploy.backends.tensorrt.latency import measure_eager_cuda
+    from deploy.zoo import get_spec, load_model
+
+    module = load_model(get_spec(model), weights).module
+    eager = measure_eager_cuda(module, name, feeds, BenchConfig(iterations=20, warmup_s=0.2, min_duration_s=0.2))
+    assert eager.compute.p50_ms > 0
