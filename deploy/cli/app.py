@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 
 from deploy import __version__
 from deploy.cli import (
+    bench_cmd,
     build_cmd,
     doctor_cmd,
     export_cmd,
@@ -104,6 +105,7 @@ app.command("verify")(verify_cmd.verify)
 app.command("pipeline")(pipeline_cmd.pipeline)
 app.command("triton")(triton_cmd.triton)
 app.command("doctor")(doctor_cmd.doctor)
+app.command("bench")(bench_cmd.bench)
 
 
 def main() -> None:

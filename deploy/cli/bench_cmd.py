@@ -1,0 +1,62 @@
+"""`deploy bench ARTIFACT...`: eager vs each artifact, interleaved in one run, speed-up with its spread."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from deploy.cli.output import print_json, progress_printer, stdout
+
+
+def bench(
+    ctx: typer.Context,
+    artifacts: list[Path] = typer.Argument(..., help="Artifacts of one model (.onnx, .plan)."),
+    batch: str = typer.Option("1,8", "--batch", help="Comma-separated batch sizes."),
+    threads: int | None = typer.Option(None, "--threads", help="Threads for torch and ONNX Runtime (default: all)."),
+    duration: float = typer.Option(5.0, "--duration", help="Seconds of interleaved timing per batch size."),
+    images: Path | None = typer.Option(None, "--images", help="Images for the input pool (default: demo set)."),
+    no_eager: bool = typer.Option(False, "--no-eager", help="Skip eager PyTorch (no speed-up column)."),
+    overhead: bool = typer.Option(False, "--overhead", help="Also measure the runner's overhead vs a bare session."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
+) -> None:
+    """Time eager PyTorch and every artifact interleaved (A B A B …) so machine drift cancels."""
+    import dataclasses
+
+    from deploy.errors import BadInput
+    from deploy.harness.interleaved import InterleavedConfig, onnxruntime_overhead
+    from deploy.harness.interleaved import bench as run_bench
+
+    try:
+        batches = tuple(int(b) for b in batch.split(",") if b.strip())
+    except ValueError:
+        raise BadInput(f"--batch {batch!r} is not a list of integers", hint="write e.g. --batch 1,8,32") from None
+    config = InterleavedConfig(
+        artifacts=tuple(artifacts), batches=batches, duration_s=duration, images=images, eager=not no_eager
+    )
+    if threads is not None:
+        config = dataclasses.replace(config, threads=threads)
+    result = run_bench(config, progress=progress_printer(ctx))
+    overheads = []
+    if overhead:
+        overheads = [onnxruntime_overhead(p, threads=config.threads) for p in artifacts if p.suffix == ".onnx"]
+    if as_json:
+        print_json({"result": result, "overhead": [dataclasses.asdict(o) | {"percent": o.percent} for o in overheads]})
+        return
+    for item in result.batches:
+        table = Table(title=f"{result.model} batch {item.batch} — {result.threads} threads, {result.cpu}")
+        for column in ("runner", "p50 ms", "p90 ms", "p99 ms", "mean ms", "images/s", "speed-up vs eager (p10–p90)"):
+            table.add_column(column)
+        for name, stats in item.latency.items():
+            ratio = item.speedup.get(name)
+            spread = (
+                "" if ratio is None else f"{ratio.median:.2f}× ({ratio.p10:.2f}–{ratio.p90:.2f}, {ratio.rounds} rounds)"
+            )
+            table.add_row(name, f"{stats.p50_ms:.3f}", f"{stats.p90_ms:.3f}", f"{stats.p99_ms:.3f}",
+                          f"{stats.mean_ms:.3f}", f"{stats.throughput:.0f}", spread)  # fmt: skip
+        stdout.print(table)
+    for cost in overheads:
+        stdout.print(
+            f"runner overhead at batch {cost.batch}: {cost.percent:+.2f}% vs a bare session.run", highlight=False
+        )
