@@ -109,6 +109,9 @@ def test_without_tensorrt_plans_fail_with_the_extra_named(cli: CliRunner, tmp_pa
     assert result.exit_code == MissingDependency.exit_code
     assert ".[tensorrt]" in result.output and "Traceback" not in result.output
 
+    result = cli.invoke(app, ["verify", str(plan), "--count", "4"])  # accepted as a plan, then TensorRT is missing
+    assert result.exit_code == MissingDependency.exit_code and ".[tensorrt]" in result.output
+
     result = cli.invoke(app, ["build", str(lenet5_export.onnx_path), "--fp32", "--plan", "-o", str(tmp_path / "e")])
     assert result.exit_code == MissingDependency.exit_code and "TensorRT is not installed" in result.output
 

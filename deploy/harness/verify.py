@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from deploy.backends.base import Runner, TensorMeta
-from deploy.backends.factory import runner_for
+from deploy.backends.factory import ARTIFACT_SUFFIXES, runner_for
 from deploy.errors import BadInput
 from deploy.harness.compare import DEFAULT_TOLERANCES, ParityReport, Tolerance, run_parity
 from deploy.harness.heldout import HeldOutSet, held_out_set
@@ -92,9 +92,9 @@ def verify(config: VerifyConfig, *, progress: Progress | None = None) -> VerifyR
 def _artifact_sidecar(path: Path) -> Sidecar:
     if not path.is_file():
         raise BadInput(f"artifact {path} does not exist", hint="build it with `deploy build MODEL`")
-    if path.suffix != ".onnx":
+    if path.suffix not in ARTIFACT_SUFFIXES:
         raise BadInput(
-            f"{path} is not an .onnx artifact", hint="TensorRT plans are verified once the tensorrt extra lands"
+            f"{path} is neither .onnx nor .plan", hint="pass artifacts from `deploy export` or `deploy build`"
         )
     return load_sidecar(path)
 
