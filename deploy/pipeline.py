@@ -8,13 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from deploy.backends.base import TensorMeta
 from deploy.backends.onnxruntime_runner import OrtRunner
 from deploy.errors import ParityError
 from deploy.export import ExportConfig, ExportResult, export_model
-from deploy.harness.bench import BenchConfig, LatencyStats, measure
+from deploy.harness.bench import BenchConfig, LatencyStats, measure, rotating_feeds
+from deploy.harness.eager import eager_runner
 from deploy.harness.heldout import held_out_set
 from deploy.harness.report import Report, ReportRow, environment
 from deploy.harness.verify import ArtifactVerdict, VerifyConfig, VerifyResult, verify
@@ -100,22 +98,16 @@ def _latency(
 ) -> dict[str, dict[int, LatencyStats]]:
     import torch
 
-    from deploy.backends.torch_runner import TorchRunner
-    from deploy.zoo import get_spec, load_model
-
     sidecar = exported.sidecar
     held = held_out_set(sidecar, images=config.images, count=None)
     batches = [b for b in config.batches if b <= sidecar.batch.max] or [1]
-    feeds = {b: _rotating_feeds(held.arrays, b, sidecar.inputs[0].name) for b in batches}
+    feeds = {b: rotating_feeds(held.arrays, b, sidecar.inputs[0].name) for b in batches}
     threads = config.bench.threads
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     results: dict[str, dict[int, LatencyStats]] = {}
     try:
-        weights = sidecar.weights.get("path") if sidecar.weights["kind"] == "checkpoint" else sidecar.weights["name"]
-        module = load_model(get_spec(sidecar.model), str(weights)).module
-        inputs = (TensorMeta(sidecar.inputs[0].name, sidecar.inputs[0].shape, "float32"),)
-        with TorchRunner(module, inputs=inputs, output_names=[o.name for o in sidecar.outputs]) as runner:
+        with eager_runner(sidecar) as runner:
             say(f"timing eager PyTorch ({threads} threads)")
             results["eager"] = {b: measure(runner, feeds[b], config.bench) for b in batches}
         for path in artifacts:
@@ -125,15 +117,6 @@ def _latency(
     finally:
         torch.set_num_threads(previous_threads)
     return results
-
-
-def _rotating_feeds(arrays: np.ndarray, batch: int, name: str, pool: int = 8) -> list[dict[str, np.ndarray]]:
-    """`pool` different batches of real images (repeating images when there are too few)."""
-    needed = batch * pool
-    tiled = np.concatenate([arrays] * -(-needed // len(arrays)))[:needed]
-    rng = np.random.default_rng(0)
-    tiled = tiled[rng.permutation(len(tiled))]
-    return [{name: np.ascontiguousarray(tiled[i * batch : (i + 1) * batch])} for i in range(pool)]
 
 
 def _report(

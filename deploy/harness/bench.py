@@ -66,11 +66,21 @@ def batch_of(feeds: Sequence[Mapping[str, np.ndarray]]) -> int:
     return int(next(iter(feeds[0].values())).shape[0])
 
 
-def warm_up(runner: Runner, feeds: Sequence[Mapping[str, np.ndarray]], config: BenchConfig) -> int:
-    """Run for `warmup_s` (at least twice); returns how many feeds were used, so timing continues the rotation."""
-    deadline = time.perf_counter() + config.warmup_s
-    index = 0
-    while time.perf_counter() < deadline or index < 2:
+def rotating_feeds(arrays: np.ndarray, batch: int, name: str, pool: int = 8) -> list[dict[str, np.ndarray]]:
+    """`pool` distinct batches of real images, shuffled, images repeated when there are too few: every iteration
+    gets fresh input data, never one cached buffer."""
+    needed = batch * pool
+    tiled = np.concatenate([arrays] * -(-needed // len(arrays)))[:needed]
+    order = np.random.default_rng(0).permutation(len(tiled))
+    return [{name: np.ascontiguousarray(tiled[order[i * batch : (i + 1) * batch]])} for i in range(pool)]
+
+
+def warm_up(runner: Runner, feeds: Sequence[Mapping[str, np.ndarray]], warmup_s: float, *, start: int = 0) -> int:
+    """Run for `warmup_s` (at least twice) from feed `start`; returns the next feed index, so timing continues
+    the rotation."""
+    deadline = time.perf_counter() + warmup_s
+    index = start
+    while time.perf_counter() < deadline or index < start + 2:
         runner.infer(feeds[index % len(feeds)])
         index += 1
     return index
@@ -79,7 +89,7 @@ def warm_up(runner: Runner, feeds: Sequence[Mapping[str, np.ndarray]], config: B
 def measure(runner: Runner, feeds: Sequence[Mapping[str, np.ndarray]], config: BenchConfig) -> LatencyStats:
     """Time `runner.infer` over `feeds` (cycled, so each iteration gets fresh input data)."""
     batch = batch_of(feeds)
-    index = warm_up(runner, feeds, config)
+    index = warm_up(runner, feeds, config.warmup_s)
     samples: list[float] = []
     started = time.perf_counter()
     while len(samples) < config.iterations or time.perf_counter() - started < config.min_duration_s:

@@ -7,6 +7,7 @@ median, and the spread of those per-round ratios is reported with their median.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import time
@@ -19,7 +20,8 @@ import numpy as np
 from deploy.backends.base import Runner, TensorMeta
 from deploy.backends.factory import runner_for
 from deploy.errors import BadInput
-from deploy.harness.bench import LatencyStats, latency_stats
+from deploy.harness.bench import LatencyStats, latency_stats, rotating_feeds, warm_up
+from deploy.harness.eager import eager_runner
 from deploy.harness.heldout import held_out_set
 from deploy.harness.report import cpu_name
 from deploy.sidecar import Sidecar, load_sidecar
@@ -83,10 +85,7 @@ def run_interleaved(
     """All samples and per-round medians (ms) for each active runner, measured A B C, A B C, …"""
     index = 0
     for runner in runners.values():
-        deadline = time.perf_counter() + warmup_s
-        while time.perf_counter() < deadline or index < 2:
-            runner.infer(feeds[index % len(feeds)])
-            index += 1
+        index = warm_up(runner, feeds, warmup_s, start=index)
     samples: dict[str, list[float]] = {name: [] for name in runners}
     rounds: dict[str, list[float]] = {name: [] for name in runners}
     started = time.perf_counter()
@@ -123,7 +122,9 @@ def bench(config: InterleavedConfig, *, progress: Progress | None = None) -> Int
     previous = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        with _entered(runners):
+        with contextlib.ExitStack() as stack:
+            for runner in runners.values():
+                stack.enter_context(runner)
             for batch in config.batches:
                 if any(
                     batch > s.batch.max or (not s.batch.dynamic and batch != s.batch.max) for s in sidecars.values()
@@ -131,7 +132,7 @@ def bench(config: InterleavedConfig, *, progress: Progress | None = None) -> Int
                     say(f"batch {batch}: outside an artifact's batch range, skipped")
                     continue
                 say(f"batch {batch}: timing {', '.join(runners)} interleaved for {config.duration_s:g} s")
-                feeds = _feeds(held.arrays, batch, first.inputs[0].name)
+                feeds = rotating_feeds(held.arrays, batch, first.inputs[0].name)
                 samples, rounds = run_interleaved(
                     runners, feeds, duration_s=config.duration_s, warmup_s=config.warmup_s,
                     per_round=config.per_round, min_rounds=config.min_rounds,
@@ -149,46 +150,10 @@ def bench(config: InterleavedConfig, *, progress: Progress | None = None) -> Int
 def _runners(config: InterleavedConfig, sidecars: dict[Path, Sidecar], first: Sidecar) -> dict[str, Runner]:
     runners: dict[str, Runner] = {}
     if config.eager:
-        from deploy.backends.torch_runner import TorchRunner
-        from deploy.zoo import get_spec, load_model
-
-        weights = first.weights.get("path") if first.weights["kind"] == "checkpoint" else first.weights["name"]
-        module = load_model(get_spec(first.model), str(weights)).module
-        inputs = (TensorMeta(first.inputs[0].name, first.inputs[0].shape, "float32"),)
-        runners["eager"] = TorchRunner(module, inputs=inputs, output_names=[o.name for o in first.outputs])
+        runners["eager"] = eager_runner(first)
     for path in sidecars:
         runners[path.name] = runner_for(path, intra_op_threads=config.threads)
     return runners
-
-
-class _entered:
-    """Enter every runner; exit the ones entered, whatever fails."""
-
-    def __init__(self, runners: Mapping[str, Runner]) -> None:
-        self.runners = list(runners.values())
-        self.entered: list[Runner] = []
-
-    def __enter__(self) -> None:
-        try:
-            for runner in self.runners:
-                runner.__enter__()
-                self.entered.append(runner)
-        except BaseException:
-            self.__exit__()
-            raise
-
-    def __exit__(self, *exc_info: object) -> None:
-        for runner in reversed(self.entered):
-            runner.__exit__(None, None, None)
-        self.entered.clear()
-
-
-def _feeds(arrays: np.ndarray, batch: int, name: str, pool: int = 8) -> list[dict[str, np.ndarray]]:
-    """A rotating pool of distinct batches of real images (fresh inputs each iteration, not one cached buffer)."""
-    needed = batch * pool
-    tiled = np.concatenate([arrays] * -(-needed // len(arrays)))[:needed]
-    order = np.random.default_rng(0).permutation(len(tiled))
-    return [{name: np.ascontiguousarray(tiled[order[i * batch : (i + 1) * batch]])} for i in range(pool)]
 
 
 @dataclass(frozen=True)
@@ -207,7 +172,7 @@ def onnxruntime_overhead(artifact: Path, *, batch: int = 1, duration_s: float = 
     from deploy.backends.onnxruntime_runner import OrtRunner
 
     sidecar = load_sidecar(artifact)
-    feeds = _feeds(held_out_set(sidecar, images=None, count=None).arrays, batch, sidecar.inputs[0].name)
+    feeds = rotating_feeds(held_out_set(sidecar, images=None, count=None).arrays, batch, sidecar.inputs[0].name)
     runner = OrtRunner(artifact, intra_op_threads=threads)
     with runner:
         session = runner.session

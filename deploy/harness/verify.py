@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.backends.base import Runner, TensorMeta
+from deploy.backends.base import Runner
 from deploy.backends.factory import ARTIFACT_SUFFIXES, runner_for
 from deploy.errors import BadInput
 from deploy.harness.compare import DEFAULT_TOLERANCES, ParityReport, Tolerance, run_parity
+from deploy.harness.eager import eager_runner
 from deploy.harness.heldout import HeldOutSet, held_out_set
 from deploy.sidecar import Sidecar, load_sidecar
 
@@ -99,20 +100,8 @@ def _artifact_sidecar(path: Path) -> Sidecar:
     return load_sidecar(path)
 
 
-def _weights_argument(sidecar: Sidecar) -> str:
-    weights = sidecar.weights
-    if weights["kind"] == "checkpoint":
-        return str(weights.get("path", weights["name"]))
-    return str(weights["name"])
-
-
 def _eager_outputs(sidecar: Sidecar, held: HeldOutSet) -> dict[str, np.ndarray]:
-    from deploy.backends.torch_runner import TorchRunner
-    from deploy.zoo import get_spec, load_model
-
-    loaded = load_model(get_spec(sidecar.model), _weights_argument(sidecar))
-    inputs = (TensorMeta(sidecar.inputs[0].name, sidecar.inputs[0].shape, "float32"),)
-    with TorchRunner(loaded.module, inputs=inputs, output_names=[o.name for o in sidecar.outputs]) as runner:
+    with eager_runner(sidecar) as runner:
         return _run_all(runner, sidecar, held)
 
 

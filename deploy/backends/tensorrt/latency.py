@@ -32,7 +32,7 @@ def measure_trt(
     cuda = runner.cuda
     events = [cuda.Event() for _ in range(4)]
     batch = batch_of(feeds)
-    index = warm_up(runner, feeds, config)
+    index = warm_up(runner, feeds, config.warmup_s)
     e2e: list[float] = []
     h2d: list[float] = []
     compute: list[float] = []

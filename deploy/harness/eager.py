@@ -1,0 +1,23 @@
+"""The eager PyTorch reference for an artifact: the same architecture and weights its sidecar records."""
+
+from __future__ import annotations
+
+from deploy.backends.base import TensorMeta
+from deploy.backends.torch_runner import TorchRunner
+from deploy.sidecar import Sidecar
+
+
+def weights_argument(sidecar: Sidecar) -> str:
+    """What `--weights` reproduces the exported parameters (a checkpoint by its resolved path)."""
+    weights = sidecar.weights
+    if weights["kind"] == "checkpoint":
+        return str(weights.get("path", weights["name"]))
+    return str(weights["name"])
+
+
+def eager_runner(sidecar: Sidecar) -> TorchRunner:
+    from deploy.zoo import get_spec, load_model
+
+    module = load_model(get_spec(sidecar.model), weights_argument(sidecar)).module
+    inputs = (TensorMeta(sidecar.inputs[0].name, sidecar.inputs[0].shape, "float32"),)
+    return TorchRunner(module, inputs=inputs, output_names=[o.name for o in sidecar.outputs])
