@@ -15,6 +15,8 @@ from PIL import Image
 
 SampleSet = Literal["photos", "digits"]
 DIGITS_SPLIT_SEED = 0
+# PHOTO_NAMES[:8] is the demo calibration set, PHOTO_NAMES[8:] the demo verification set: never both.
+DEMO_CALIBRATION_PHOTOS = 8
 DIGITS_TEST_FRACTION = 0.25
 
 # Photos bundled inside scikit-image's wheel (no download): animals, objects, scenes, plus gray and RGBA.

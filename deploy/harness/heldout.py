@@ -6,15 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from deploy.errors import BadInput
-from deploy.harness.images import load_image, preprocess_batch
-from deploy.samples import PHOTO_NAMES, digits_split, sample_photos
+from deploy.harness.images import image_files, load_image, preprocess_batch
+from deploy.samples import DEMO_CALIBRATION_PHOTOS, PHOTO_NAMES, digits_split, sample_photos
 from deploy.sidecar import Sidecar
-
-# The demo photos' second half: never used by the demo calibration set (deploy.precision.calibration).
-DEMO_VERIFY_PHOTOS_FROM = 8
 
 
 @dataclass(frozen=True)
@@ -35,26 +31,18 @@ def held_out_set(sidecar: Sidecar, *, images: Path | None, count: int | None) ->
         arrays = preprocess_batch([s.image for s in test], sidecar.preprocessing)
         labels = np.asarray([s.label for s in test], dtype=np.int64)
         return HeldOutSet("sklearn digits (held-out test split)", arrays, tuple(s.name for s in test), labels)
-    photos = sample_photos()[DEMO_VERIFY_PHOTOS_FROM:][:count]
+    photos = sample_photos()[DEMO_CALIBRATION_PHOTOS:][:count]
     arrays = preprocess_batch([s.image for s in photos], sidecar.preprocessing)
     names = tuple(s.name for s in photos)
     return HeldOutSet(
-        f"scikit-image photos {', '.join(PHOTO_NAMES[DEMO_VERIFY_PHOTOS_FROM:][:3])}, …", arrays, names, None
+        f"scikit-image photos {', '.join(PHOTO_NAMES[DEMO_CALIBRATION_PHOTOS:][:3])}, …", arrays, names, None
     )
 
 
 def _folder(sidecar: Sidecar, folder: Path, count: int | None) -> HeldOutSet:
     if not folder.is_dir():
         raise BadInput(f"images folder {folder} does not exist", hint="pass --images with a folder of images")
-    files = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        try:
-            with Image.open(path) as image:
-                image.verify()
-            files.append(path)
-        except Exception:  # not an image: skipped, as in calibration folders
-            continue
-    files = files[:count]
+    files = image_files(folder)[0][:count]  # files that are not images are skipped, as in calibration folders
     if not files:
         raise BadInput(f"images folder {folder} holds no readable images", hint="add images, any Pillow format")
     arrays = preprocess_batch([load_image(path) for path in files], sidecar.preprocessing)

@@ -78,6 +78,23 @@ def load_image(path: Path) -> Image.Image:
     return image
 
 
+def image_files(folder: Path) -> tuple[list[Path], int]:
+    """Every readable image below `folder` (recursive, any Pillow format, sorted); other files are counted."""
+    images, skipped = [], 0
+    try:
+        candidates = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    except OSError as exc:
+        raise BadInput(f"image folder {folder} cannot be read ({exc})", hint="check its permissions") from exc
+    for path in candidates:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+            images.append(path)
+        except Exception:  # Pillow raises many types for non-images and damaged files alike
+            skipped += 1
+    return images, skipped
+
+
 def to_color(image: Image.Image, color: Literal["RGB", "L"]) -> Image.Image:
     """Convert any Pillow mode (gray, palette, RGBA, CMYK, 16-bit, float) to 8-bit RGB or L."""
     if image.mode in _HIGH_BIT_DEPTH_MODES:

@@ -17,16 +17,14 @@ import numpy as np
 from PIL import Image
 
 from deploy.errors import BadInput
-from deploy.harness.images import Preprocessing, load_image, preprocess_batch
-from deploy.samples import SampleSet, digits_split, sample_photos
+from deploy.harness.images import Preprocessing, image_files, load_image, preprocess_batch
+from deploy.samples import DEMO_CALIBRATION_PHOTOS, SampleSet, digits_split, sample_photos
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DIR = Path("calibration")
 DEFAULT_COUNT = 500
 RECOMMENDED_MINIMUM = 300
-# The demo photo set is split in two: the first half calibrates, the second half verifies (never both).
-DEMO_PHOTOS_CALIBRATION = 8
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,7 @@ def calibration_set(prep: Preprocessing, sample_set: SampleSet, config: Calibrat
             f"calibration folder {folder} does not exist or is not a folder",
             hint="pass --calib-dir with a folder of representative images",
         )
-    files, skipped = _image_files(folder) if folder.is_dir() else ([], 0)
+    files, skipped = image_files(folder) if folder.is_dir() else ([], 0)
     if not files:
         if config.explicit:
             raise BadInput(
@@ -89,30 +87,13 @@ def calibration_set(prep: Preprocessing, sample_set: SampleSet, config: Calibrat
     return CalibrationSet(str(folder), False, config.count, len(chosen), skipped, digest, tuple(warnings), load)
 
 
-def _image_files(folder: Path) -> tuple[list[Path], int]:
-    """Every readable image below `folder`, in a deterministic order; other files are counted, not fatal."""
-    images, skipped = [], 0
-    try:
-        candidates = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-    except OSError as exc:
-        raise BadInput(f"calibration folder {folder} cannot be read ({exc})", hint="check its permissions") from exc
-    for path in candidates:
-        try:
-            with Image.open(path) as image:
-                image.verify()
-            images.append(path)
-        except Exception:  # Pillow raises many types for non-images and damaged files alike
-            skipped += 1
-    return images, skipped
-
-
 def _demo_set(prep: Preprocessing, sample_set: SampleSet, config: CalibrationConfig) -> CalibrationSet:
     if sample_set == "digits":
         train = digits_split().train[: config.count]
         source, images = "demo: sklearn digits (training split)", [s.image for s in train]
         names = [s.name for s in train]
     else:
-        photos = sample_photos(DEMO_PHOTOS_CALIBRATION)
+        photos = sample_photos(DEMO_CALIBRATION_PHOTOS)
         source, images = "demo: scikit-image photos (with mirror images)", [s.image for s in photos]
         images += [image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for image in images]
         names = [s.name for s in photos] + [f"{s.name}:mirrored" for s in photos]
