@@ -67,13 +67,6 @@ def _current_umask() -> int:
     return mask
 
 
-def write_text_atomic(final: Path, text: str) -> Path:
-    with Staging() as staging:
-        staging.path_for(final).write_text(text, encoding="utf-8")
-        staging.commit()
-    return final
-
-
 def sha256_file(path: Path, *, chunk_size: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import numpy as np
 from deploy.backends.base import Runner
 from deploy.backends.factory import ARTIFACT_SUFFIXES, runner_for
 from deploy.errors import BadInput
-from deploy.harness.compare import DEFAULT_TOLERANCES, ParityReport, Tolerance, run_parity
+from deploy.harness.compare import DEFAULT_TOLERANCES, ParityReport, Tolerance
 from deploy.harness.eager import eager_runner
 from deploy.harness.heldout import HeldOutSet, held_out_set
 from deploy.sidecar import Sidecar, load_sidecar
@@ -157,6 +157,3 @@ def _verdict(
         eager_accuracy=eager_accuracy,
         artifact_accuracy=artifact_accuracy,
     )
-
-
-__all__: Sequence[str] = ("ArtifactVerdict", "VerifyConfig", "VerifyResult", "run_parity", "verify")

@@ -11,7 +11,8 @@ import numpy as np
 import onnx
 
 from deploy.errors import ExportFailed
-from deploy.precision.modelopt_run import modelopt_module, quiet
+from deploy.lazy import require
+from deploy.precision.modelopt_run import quiet
 from deploy.precision.typing_info import high_precision_compute_nodes
 
 
@@ -23,7 +24,7 @@ class Fp16Result:
 
 def convert_fp16(source: Path, *, input_name: str, reference_inputs: np.ndarray) -> Fp16Result:
     """AutoCast `source` to FP16, judging overflow from a reference run on real (calibration) images."""
-    autocast = modelopt_module("modelopt.onnx.autocast", purpose="FP16 conversion (ModelOpt AutoCast)")
+    autocast = require("modelopt.onnx.autocast", purpose="FP16 conversion (ModelOpt AutoCast)")
     with tempfile.TemporaryDirectory(prefix="deploy-autocast-") as scratch:
         data_path = Path(scratch) / "reference.npz"
         arrays: dict[str, Any] = {input_name: reference_inputs}

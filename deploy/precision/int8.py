@@ -18,9 +18,10 @@ import numpy as np
 import onnx
 
 from deploy.errors import ExportFailed
+from deploy.lazy import require
 from deploy.precision.cache import CacheKey, CorruptCache, activation_scales, cache_path, read_scales, write_scales
 from deploy.precision.calibration import CalibrationSet
-from deploy.precision.modelopt_run import modelopt_module, quiet
+from deploy.precision.modelopt_run import quiet
 from deploy.precision.typing_info import quantized_nodes, unquantized_compute_nodes
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ def _run_modelopt(
     high_precision: HighPrecision,
     cache_file: Path | None,
 ) -> onnx.ModelProto:
-    quantization = modelopt_module("modelopt.onnx.quantization", purpose="INT8 quantization (ModelOpt ONNX PTQ)")
+    quantization = require("modelopt.onnx.quantization", purpose="INT8 quantization (ModelOpt ONNX PTQ)")
     # ModelOpt writes intermediate files beside its input; a private scratch folder keeps export/ clean.
     with tempfile.TemporaryDirectory(prefix="deploy-int8-") as scratch:
         linked = Path(scratch) / source.name

@@ -7,15 +7,8 @@ import io
 import logging
 from collections.abc import Iterator
 from importlib import metadata
-from types import ModuleType
-
-from deploy.lazy import require
 
 log = logging.getLogger(__name__)
-
-
-def modelopt_module(name: str, *, purpose: str) -> ModuleType:
-    return require(name, purpose=purpose)
 
 
 def modelopt_version() -> str:
