@@ -29,6 +29,7 @@ class OrtRunner(Runner):
         self.providers = tuple(providers)
         self.intra_op_threads = intra_op_threads
         self._session: ort.InferenceSession | None = None
+        self._output_names: list[str] = []
 
     def activate(self) -> None:
         options = ort.SessionOptions()
@@ -38,6 +39,7 @@ class OrtRunner(Runner):
         source = str(self.model) if isinstance(self.model, Path) else self.model
         try:
             self._session = ort.InferenceSession(source, sess_options=options, providers=list(self.providers))
+            self._output_names = [arg.name for arg in self._session.get_outputs()]
         except Exception as exc:  # onnxruntime raises its own untyped exception classes
             where = self.model if isinstance(self.model, Path) else "in-memory model"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -69,7 +71,6 @@ class OrtRunner(Runner):
         return tuple(self._meta(arg) for arg in self.session.get_outputs())
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        names = [arg.name for arg in self.session.get_outputs()]
         # session.run returns freshly allocated arrays, so nothing here is reused between calls.
-        values = self.session.run(names, dict(feed))
-        return dict(zip(names, values, strict=True))
+        values = self.session.run(self._output_names, dict(feed))
+        return dict(zip(self._output_names, values, strict=True))
