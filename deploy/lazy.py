@@ -12,6 +12,8 @@ _INSTALL_FOR = {
     "tensorrt": 'pip install -e ".[tensorrt]"',
     "pycuda": 'pip install -e ".[tensorrt]"',
     "modelopt": 'pip install "nvidia-modelopt[onnx]~=0.47.0" (part of the base install)',
+    "matplotlib": 'pip install "matplotlib>=3.8" (part of the base install)',
+    "openvino": 'pip install -e ".[bench]"',
 }
 
 

@@ -1,22 +1,22 @@
-"""`deploy pipeline MODEL`: export → build FP32/FP16/INT8 → verify → latency vs eager → one report."""
+"""`deploy pipeline MODEL`: export → build FP32/FP16/INT8 → verify → interleaved timing vs eager → one report."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from deploy.backends.onnxruntime_runner import OrtRunner
 from deploy.errors import ParityError
 from deploy.export import ExportConfig, ExportResult, export_model
-from deploy.harness.bench import BenchConfig, LatencyStats, measure, rotating_feeds
-from deploy.harness.eager import eager_runner
-from deploy.harness.heldout import held_out_set
-from deploy.harness.report import Report, ReportRow, environment
+from deploy.harness.bench import Overhead
+from deploy.harness.interleaved import InterleavedConfig, InterleavedResult, bench, onnxruntime_overhead
+from deploy.harness.report import BenchSettings, Report, ReportFiles, ReportRow, environment
 from deploy.harness.verify import ArtifactVerdict, VerifyConfig, VerifyResult, verify
-from deploy.precision.build import BuildConfig, BuildResult, build
+from deploy.precision.build import BuildConfig, BuildResult, Precision, build
 from deploy.precision.calibration import CalibrationConfig
 from deploy.precision.int8 import CalibrationMethod, HighPrecision
 from deploy.sidecar import Sidecar, package_versions
@@ -34,11 +34,13 @@ class PipelineConfig:
     reports_dir: Path = Path("reports")
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     methods: tuple[CalibrationMethod, ...] = ("entropy", "max")
+    cpu_int8: bool = True  # also build ONNX Runtime's U8S8 INT8 (entropy), the fast CPU artifact
     high_precision: HighPrecision = "fp32"
     images: Path | None = None
     count: int | None = None
-    batches: tuple[int, ...] = (1, 8)
-    bench: BenchConfig = field(default_factory=BenchConfig)
+    # Artifacts are filled in by the pipeline; batches, threads and durations are the user's.
+    bench: InterleavedConfig = field(default_factory=lambda: InterleavedConfig(artifacts=(), duration_s=3.0))
+    overhead: bool = True  # the ONNX Runtime runner vs a bare session.run at batch 1, reported
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,9 @@ class PipelineResult:
     export: ExportResult
     builds: tuple[BuildResult, ...]
     verification: VerifyResult
+    timing: InterleavedResult
     report: Report
-    report_markdown: Path
-    report_json: Path
+    files: ReportFiles
 
 
 def run_pipeline(config: PipelineConfig, *, progress: Progress | None = None) -> PipelineResult:
@@ -56,131 +58,116 @@ def run_pipeline(config: PipelineConfig, *, progress: Progress | None = None) ->
     exported = export_model(
         ExportConfig(model=config.model, weights=config.weights, out_dir=config.export_dir), progress=say
     )
-    builds = []
-    for index, method in enumerate(config.methods or ("entropy",)):
-        precisions = ("fp32", "fp16", "int8") if index == 0 else ("int8",)
-        builds.append(
-            build(
-                BuildConfig(
-                    targets=(str(exported.onnx_path),),
-                    precisions=precisions,  # type: ignore[arg-type]
-                    export_dir=config.export_dir,
-                    engines_dir=config.engines_dir,
-                    calibration=config.calibration,
-                    method=method,
-                    high_precision=config.high_precision,
-                ),
-                progress=say,
-            )
-        )
-    artifacts = tuple(a for result in builds for a in result.artifacts)
-    verification = verify(
-        VerifyConfig(artifacts=tuple(a.path for a in artifacts), images=config.images, count=config.count),
-        progress=say,
+    base = BuildConfig(
+        targets=(str(exported.onnx_path),),
+        export_dir=config.export_dir,
+        engines_dir=config.engines_dir,
+        calibration=config.calibration,
+        high_precision=config.high_precision,
     )
-    latency = _latency(exported, [a.path for a in artifacts], config, say)
-    report = _report(exported.sidecar, builds, verification, latency, config)
-    markdown, json_path = report.write(config.reports_dir / exported.sidecar.model)
-    say(f"wrote {markdown} and {json_path}")
-    result = PipelineResult(exported, tuple(builds), verification, report, markdown, json_path)
+    recipes: list[BuildConfig] = []
+    for index, method in enumerate(config.methods or ("entropy",)):
+        precisions: tuple[Precision, ...] = ("fp32", "fp16", "int8") if index == 0 else ("int8",)
+        recipes.append(dataclasses.replace(base, precisions=precisions, method=method))
+    if config.cpu_int8:
+        recipes.append(dataclasses.replace(base, precisions=("int8",), method="entropy", target="cpu"))
+    builds = [build(recipe, progress=say) for recipe in recipes]
+    artifacts = tuple(a.path for result in builds for a in result.artifacts)
+    plans = tuple(p.path for result in builds for p in result.plans)
+    verification = verify(
+        VerifyConfig(artifacts=artifacts + plans, images=config.images, count=config.count), progress=say
+    )
+    timing = bench(dataclasses.replace(config.bench, artifacts=artifacts + plans, images=config.images), progress=say)
+    overhead: tuple[Overhead, ...] = ()
+    if config.overhead:
+        say("measuring the runner's overhead against a bare session.run (batch 1)")
+        overhead = (onnxruntime_overhead(artifacts[0], threads=config.bench.threads),)
+    report = _report(exported.sidecar, builds, verification, timing, overhead, config)
+    files = report.write(config.reports_dir / exported.sidecar.model)
+    say(f"wrote {files.markdown}, {files.json} and {files.png}")
+    result = PipelineResult(exported, tuple(builds), verification, timing, report, files)
     if not report.passed:
         failed = [v for v in verification.verdicts if not v]
         raise ParityError(
             f"{config.model}: {', '.join(v.precision for v in failed)} failed parity against eager PyTorch "
             f"({failed[0].parity.summary()})",
-            hint=f"see {markdown}; loosen with `deploy verify --min-cosine/--min-top1` if that is acceptable",
+            hint=f"see {files.markdown}; loosen with `deploy verify --min-cosine/--min-top1` if that is acceptable",
         )
     return result
-
-
-def _latency(
-    exported: ExportResult, artifacts: list[Path], config: PipelineConfig, say: Progress
-) -> dict[str, dict[int, LatencyStats]]:
-    import torch
-
-    sidecar = exported.sidecar
-    held = held_out_set(sidecar, images=config.images, count=None)
-    batches = [b for b in config.batches if b <= sidecar.batch.max] or [1]
-    feeds = {b: rotating_feeds(held.arrays, b, sidecar.inputs[0].name) for b in batches}
-    threads = config.bench.threads
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    results: dict[str, dict[int, LatencyStats]] = {}
-    try:
-        with eager_runner(sidecar) as runner:
-            say(f"timing eager PyTorch ({threads} threads)")
-            results["eager"] = {b: measure(runner, feeds[b], config.bench) for b in batches}
-        for path in artifacts:
-            say(f"timing {path.name} with ONNX Runtime ({threads} threads)")
-            with OrtRunner(path, intra_op_threads=threads) as runner:
-                results[path.name] = {b: measure(runner, feeds[b], config.bench) for b in batches}
-    finally:
-        torch.set_num_threads(previous_threads)
-    return results
 
 
 def _report(
     source: Sidecar,
     builds: list[BuildResult],
     verification: VerifyResult,
-    latency: dict[str, dict[int, LatencyStats]],
+    timing: InterleavedResult,
+    overhead: tuple[Overhead, ...],
     config: PipelineConfig,
 ) -> Report:
-    eager_latency = latency["eager"]
     verdicts: dict[str, ArtifactVerdict] = {Path(v.artifact).name: v for v in verification.verdicts}
     eager_accuracy = next((v.eager_accuracy for v in verification.verdicts), None)
     rows = [
-        ReportRow(
-            "eager",
-            None,
-            "fp32",
-            "torch",
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            eager_accuracy,
-            eager_latency,
-            {b: 1.0 for b in eager_latency},
-        )
+        ReportRow(name, None, "fp32", "torch", accuracy=eager_accuracy, **_timing(timing, name))
+        for name in ("eager", "eager-cuda")
+        if any(name in b.latency for b in timing.batches)
     ]
-    for artifact in (a for result in builds for a in result.artifacts):
-        verdict = verdicts[artifact.path.name]
+    built = [(a.path, a.precision, a.sidecar.size_bytes, a.seconds) for r in builds for a in r.artifacts]
+    built += [
+        (p.path, f"{p.path.stem.split('.', 1)[-1]} plan", p.sidecar.size_bytes, p.seconds)
+        for r in builds
+        for p in r.plans
+    ]
+    for path, label, size, seconds in built:
+        verdict = verdicts[path.name]
         out = verdict.parity.outputs[0]
-        stats = latency[artifact.path.name]
         rows.append(
             ReportRow(
-                name=artifact.precision,
-                artifact=str(artifact.path),
-                precision=artifact.precision,
+                name=label,
+                artifact=str(path),
+                precision=verdict.precision,
                 backend=verdict.backend,
-                size_bytes=artifact.sidecar.size_bytes,
-                build_seconds=round(artifact.seconds, 3),
+                size_bytes=size,
+                build_seconds=round(seconds, 3),
                 passed=verdict.passed,
                 cosine_min=out.cosine_min,
                 top1_agreement=out.top1_agreement,
                 top5_agreement=out.top5_agreement,
                 max_abs=out.max_abs,
                 accuracy=verdict.artifact_accuracy,
-                latency=stats,
-                speedup={b: eager_latency[b].p50_ms / stats[b].p50_ms for b in stats if b in eager_latency},
+                **_timing(timing, path.name),
             )
         )
     warnings = tuple(dict.fromkeys(w for result in builds for w in result.warnings))
-    versions = package_versions("torch", "onnx", "onnxruntime-gpu", "onnxruntime", "nvidia-modelopt")
+    versions = package_versions("torch", "onnx", "onnxruntime-gpu", "onnxruntime", "nvidia-modelopt", "tensorrt")
+    bench = config.bench
     return Report(
         model=source.model,
         weights=dict(source.weights),
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         images=verification.images,
         labelled=verification.labelled,
-        environment=environment(config.bench.threads, config.bench.iterations, versions),
+        environment=environment(timing.threads, versions, gpu=_gpu_name()),
         rows=tuple(rows),
+        bench=BenchSettings(timing.threads, bench.duration_s, bench.per_round, bench.settle, bench.warmup_s),
+        overhead=overhead,
         warnings=warnings,
     )
+
+
+def _timing(timing: InterleavedResult, name: str) -> dict[str, Any]:
+    """One runner's latency, speed-up and GPU stages per batch, as ReportRow fields."""
+    return {
+        "latency": {b.batch: b.latency[name] for b in timing.batches if name in b.latency},
+        "speedup": {b.batch: b.speedup[name] for b in timing.batches if name in b.speedup},
+        "gpu": {b.batch: b.gpu[name] for b in timing.batches if name in b.gpu},
+    }
+
+
+def _gpu_name() -> str | None:
+    from deploy.backends.tensorrt.gpu import gpu_info
+
+    info = gpu_info()
+    return None if info is None else info.name
 
 
 __all__ = ["PipelineConfig", "PipelineResult", "run_pipeline"]

@@ -19,20 +19,21 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_pipeline_runs_end_to_end_and_writes_the_report(cli: CliRunner, workdir: Path) -> None:
-    result = cli.invoke(app, ["-q", "pipeline", "lenet5", "--runs", "5", "--json"])
+    result = cli.invoke(app, ["-q", "pipeline", "lenet5", "--duration", "0.3", "--threads", "1", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["passed"] and report["labelled"]
     names = [row["name"] for row in report["rows"]]
-    assert names == ["eager", "fp32", "fp16", "int8", "int8-max"]
+    assert names == ["eager", "fp32", "fp16", "int8", "int8-max", "int8-cpu"]
     eager = report["rows"][0]
     for row in report["rows"][1:]:
         assert abs(row["accuracy"] - eager["accuracy"]) <= 0.01
-        assert set(row["latency"]) == {"1", "8"} and row["speedup"]["1"] > 0
-        assert row["latency"]["1"]["threads"] == eager["latency"]["1"]["threads"]
-    markdown = (workdir / "reports" / "lenet5" / "report.md").read_text()
-    assert "| int8-max |" in markdown and "speed-up b8" in markdown
-    assert (workdir / "engines" / "lenet5.int8.onnx").is_file()
+        assert set(row["latency"]) == {"1", "8"} and row["speedup"]["1"]["median"] > 0
+        assert row["latency"]["1"]["threads"] == eager["latency"]["1"]["threads"] == 1
+    folder = workdir / "reports" / "lenet5"
+    assert "| int8-cpu | onnxruntime |" in (folder / "report.md").read_text()
+    assert (folder / "report.png").read_bytes().startswith(b"\x89PNG")
+    assert (workdir / "engines" / "lenet5.int8-cpu.onnx").is_file()
 
 
 def test_build_then_verify_through_the_cli(cli: CliRunner, workdir: Path) -> None:

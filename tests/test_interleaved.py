@@ -1,24 +1,19 @@
-"""`deploy bench`: interleaved timing of eager and artifacts; statistics, not speed, are asserted."""
+"""`deploy bench`: interleaved timing of eager and artifacts; structure and statistics, never speed, are asserted."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import pytest
 from typer.testing import CliRunner
 
+from deploy.backends.base import Runner, TensorMeta
 from deploy.cli import app
 from deploy.errors import BadInput
 from deploy.export import ExportResult
-from deploy.harness.interleaved import InterleavedConfig, bench, onnxruntime_overhead, ratio_of
-
-
-def test_ratio_is_summarised_per_round() -> None:
-    ratio = ratio_of([2.0] * 9 + [4.0], [1.0] * 10)
-    assert ratio.median == 2.0 and ratio.rounds == 10
-    assert ratio.p10 == 2.0 and ratio.p90 == pytest.approx(2.2)
+from deploy.harness.interleaved import InterleavedConfig, bench, onnxruntime_overhead, run_interleaved
 
 
 def test_bench_times_eager_and_each_artifact_in_one_run(lenet5_export: ExportResult) -> None:
@@ -33,6 +28,44 @@ def test_bench_times_eager_and_each_artifact_in_one_run(lenet5_export: ExportRes
         assert all(stats.batch == item.batch and stats.iterations >= 25 for stats in item.latency.values())
         ratio = item.speedup["lenet5.onnx"]
         assert ratio.rounds >= 5 and ratio.p10 <= ratio.median <= ratio.p90
+        assert item.gpu == {}  # no plan, no CUDA stages
+
+
+class CountingRunner(Runner):
+    """Test double for control flow only: records which feed each call got, computes nothing."""
+
+    name = "counting"
+
+    def __init__(self, log: list[tuple[str, int]], label: str) -> None:
+        super().__init__()
+        self.log, self.label = log, label
+
+    def activate(self) -> None: ...
+    def deactivate(self) -> None: ...
+
+    @property
+    def inputs(self) -> tuple[TensorMeta, ...]:
+        return (TensorMeta("input", (1,), "float32"),)
+
+    @property
+    def outputs(self) -> tuple[TensorMeta, ...]:
+        return ()
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.log.append((self.label, int(feed["input"][0])))
+        return {}
+
+
+def test_rounds_alternate_runners_and_settle_iterations_are_not_timed() -> None:
+    log: list[tuple[str, int]] = []
+    runners = {"a": CountingRunner(log, "a"), "b": CountingRunner(log, "b")}
+    feeds = [{"input": np.array([i])} for i in range(7)]
+    samples, rounds = run_interleaved(runners, feeds, duration_s=0.0, warmup_s=0.0, per_round=3, min_rounds=4, settle=2)
+    assert {name: len(values) for name, values in samples.items()} == {"a": 12, "b": 12}  # 4 rounds x 3 timed
+    assert {name: len(values) for name, values in rounds.items()} == {"a": 4, "b": 4}
+    timed_phase = [label for label, _ in log[4:]]  # after two warm-up calls per runner
+    assert timed_phase == (["a"] * 5 + ["b"] * 5) * 4  # A B A B …, each turn 2 settle + 3 timed
+    assert {feed for _, feed in log} == set(range(7))  # the whole pool rotates through every runner
 
 
 def test_batches_beyond_the_export_range_are_skipped(lenet5_export: ExportResult) -> None:
@@ -52,5 +85,6 @@ def test_bench_cli_json_and_bad_input(cli: CliRunner, lenet5_export: ExportResul
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)["result"]
     assert data["batches"][0]["speedup"]["lenet5.onnx"]["rounds"] >= 5
-    bad = cli.invoke(app, ["bench", str(lenet5_export.onnx_path), "--batch", "one"])
-    assert bad.exit_code == BadInput.exit_code and "list of integers" in bad.output
+    for bad_batch in ("one", "0,8", ""):
+        bad = cli.invoke(app, ["bench", str(lenet5_export.onnx_path), "--batch", bad_batch])
+        assert bad.exit_code == BadInput.exit_code and "list of positive integers" in bad.output

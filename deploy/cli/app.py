@@ -19,6 +19,7 @@ from deploy.cli import (
     infer_cmd,
     list_cmd,
     pipeline_cmd,
+    report_cmd,
     samples_cmd,
     triton_cmd,
     verify_cmd,
@@ -106,6 +107,7 @@ app.command("pipeline")(pipeline_cmd.pipeline)
 app.command("triton")(triton_cmd.triton)
 app.command("doctor")(doctor_cmd.doctor)
 app.command("bench")(bench_cmd.bench)
+app.command("report")(report_cmd.report)
 
 
 def main() -> None:

@@ -24,16 +24,12 @@ def bench(
     """Time eager PyTorch and every artifact interleaved (A B A B …) so machine drift cancels."""
     import dataclasses
 
-    from deploy.errors import BadInput
+    from deploy.cli.options import parse_batches
     from deploy.harness.interleaved import InterleavedConfig, onnxruntime_overhead
     from deploy.harness.interleaved import bench as run_bench
 
-    try:
-        batches = tuple(int(b) for b in batch.split(",") if b.strip())
-    except ValueError:
-        raise BadInput(f"--batch {batch!r} is not a list of integers", hint="write e.g. --batch 1,8,32") from None
     config = InterleavedConfig(
-        artifacts=tuple(artifacts), batches=batches, duration_s=duration, images=images, eager=not no_eager
+        artifacts=tuple(artifacts), batches=parse_batches(batch), duration_s=duration, images=images, eager=not no_eager
     )
     if threads is not None:
         config = dataclasses.replace(config, threads=threads)

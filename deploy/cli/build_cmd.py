@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from deploy.cli.output import print_json, progress_printer, stderr, stdout
@@ -21,7 +22,12 @@ def build(
     fp16: bool = typer.Option(False, "--fp16", help="FP16 by ModelOpt AutoCast."),
     int8: bool = typer.Option(False, "--int8", help="INT8 Q/DQ by ModelOpt PTQ, calibrated on CPU."),
     all_precisions: bool = typer.Option(False, "--all", help="FP32, FP16 and INT8 (the default with no flag)."),
-    method: str = typer.Option("entropy", "--calib-method", help="INT8 calibration: entropy or max."),
+    method: str = typer.Option(
+        "entropy", "--calib-method", help="INT8 calibration: entropy, max, or percentile (--target cpu)."
+    ),
+    target: str = typer.Option(
+        "tensorrt", "--target", help="INT8 recipe: tensorrt (symmetric S8 Q/DQ) or cpu (ONNX Runtime U8S8 QDQ)."
+    ),
     high_precision: str = typer.Option("fp32", "--high-precision", help="Layers left unquantized: fp32 or fp16."),
     calib_dir: Path | None = typer.Option(None, "--calib-dir", help="Calibration images (default: calibration/)."),
     calib_count: int = typer.Option(500, "--calib-count", help="How many calibration images."),
@@ -59,8 +65,10 @@ def build(
     from deploy.precision.build import build as run_build
     from deploy.precision.calibration import DEFAULT_DIR, CalibrationConfig
 
-    if method not in ("entropy", "max"):
-        raise BadInput(f"--calib-method {method!r} is unknown", hint="choose entropy or max")
+    if method not in ("entropy", "max", "percentile"):
+        raise BadInput(f"--calib-method {method!r} is unknown", hint="choose entropy, max or percentile")
+    if target not in ("tensorrt", "cpu"):
+        raise BadInput(f"--target {target!r} is unknown", hint="choose tensorrt or cpu")
     if high_precision not in ("fp32", "fp16"):
         raise BadInput(f"--high-precision {high_precision!r} is unknown", hint="choose fp32 or fp16")
     chosen = [p for p, flag in zip(PRECISIONS, (fp32, fp16, int8), strict=True) if flag]
@@ -77,6 +85,7 @@ def build(
             directory=calib_dir or DEFAULT_DIR, count=calib_count, explicit=calib_dir is not None
         ),
         method=method,  # type: ignore[arg-type]
+        target=target,  # type: ignore[arg-type]
         high_precision=high_precision,  # type: ignore[arg-type]
         recalibrate=recalibrate,
         weights=weights,
@@ -95,7 +104,7 @@ def build(
     )
     result = run_build(config, progress=progress_printer(ctx))
     for warning in result.warnings:
-        stderr.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        stderr.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     if as_json:
         print_json(result)
         return
@@ -125,7 +134,7 @@ def build(
             f"{built_plan.seconds:.1f}",
         )
     stdout.print(table)
-    stderr.print(result.tensorrt, highlight=False)
+    stderr.print(result.tensorrt, highlight=False, markup=False)
 
 
 def _profile(

@@ -12,6 +12,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
@@ -42,7 +43,7 @@ def configure_logging(debug: bool) -> None:
 def progress_printer(ctx: typer.Context) -> Callable[[str], None] | None:
     if settings(ctx).quiet:
         return None
-    return lambda message: stderr.print(f"[dim]• {message}[/dim]", highlight=False)
+    return lambda message: stderr.print(f"[dim]• {escape(message)}[/dim]", highlight=False)
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,10 +1,11 @@
-"""`deploy pipeline MODEL`: the main job in one command, ending in reports/<model>/report.md + report.json."""
+"""`deploy pipeline MODEL`: the main job in one command, ending in reports/<model>/report.{md,json,png}."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from deploy.cli.output import progress_printer, stderr, stdout
 
@@ -17,20 +18,22 @@ def pipeline(
     calib_count: int = typer.Option(500, "--calib-count", help="How many calibration images."),
     images: Path | None = typer.Option(None, "--images", help="Held-out images for verification and timing."),
     count: int | None = typer.Option(None, "--count", help="Use at most N held-out images for verification."),
-    runs: int = typer.Option(50, "--runs", help="Timed runs per backend and batch (after warm-up)."),
+    batch: str = typer.Option("1,8", "--batch", help="Comma-separated batch sizes to time."),
     threads: int | None = typer.Option(None, "--threads", help="Threads for torch and ONNX Runtime (default: all)."),
-    batch: int = typer.Option(8, "--batch", help="The larger batch timed besides batch 1."),
+    duration: float = typer.Option(3.0, "--duration", help="Seconds of interleaved timing per batch size."),
+    cpu_int8: bool = typer.Option(True, "--cpu-int8/--no-cpu-int8", help="Also build the ONNX Runtime U8S8 INT8."),
     reports_dir: Path = typer.Option(Path("reports"), "--reports-dir", help="Where the report goes."),
     as_json: bool = typer.Option(False, "--json", help="Print the report JSON on stdout."),
 ) -> None:
-    """Export, build FP32/FP16/INT8 (entropy and max), verify against eager, time everything, write a report."""
+    """Export, build FP32/FP16/INT8 (entropy, max, CPU), verify against eager, time all interleaved, report."""
     import dataclasses
 
-    from deploy.harness.bench import BenchConfig
+    from deploy.cli.options import parse_batches
+    from deploy.harness.interleaved import InterleavedConfig
     from deploy.pipeline import PipelineConfig, run_pipeline
     from deploy.precision.calibration import DEFAULT_DIR, CalibrationConfig
 
-    bench = BenchConfig(iterations=runs)
+    bench = InterleavedConfig(artifacts=(), batches=parse_batches(batch), duration_s=duration)
     if threads is not None:
         bench = dataclasses.replace(bench, threads=threads)
     config = PipelineConfig(
@@ -41,15 +44,16 @@ def pipeline(
         ),
         images=images,
         count=count,
-        batches=(1, batch) if batch > 1 else (1,),
+        cpu_int8=cpu_int8,
         bench=bench,
         reports_dir=reports_dir,
     )
     result = run_pipeline(config, progress=progress_printer(ctx))
     for warning in result.report.warnings:
-        stderr.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        stderr.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     if as_json:
         typer.echo(result.report.to_json())
         return
-    stdout.print(result.report.to_markdown(), highlight=False, markup=False)
-    stdout.print(str(result.report_markdown), highlight=False)
+    stdout.print(result.report.to_markdown(chart=None), highlight=False, markup=False)
+    files = [result.files.markdown, result.files.json, result.files.png]
+    stdout.print("\n".join(str(path) for path in files if path is not None), highlight=False)

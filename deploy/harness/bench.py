@@ -1,7 +1,8 @@
-"""Latency of any Runner: warm-up, then timed iterations over a rotating pool of real inputs.
+"""Latency statistics and the pieces every timer shares: warm-up by time, a rotating pool of real inputs,
+speed-up ratios with their spread.
 
-Host wall-clock with perf_counter_ns around `infer` (CPU runners finish inside the call). Eager PyTorch and ONNX
-Runtime get the same thread count, which is recorded with the numbers.
+Samples are host wall-clock with perf_counter_ns around `infer` (CPU runners finish inside the call); the
+TensorRT timer adds CUDA events. Eager PyTorch and ONNX Runtime get the same thread count, recorded with the numbers.
 """
 
 from __future__ import annotations
@@ -60,6 +61,40 @@ def latency_stats(runner: str, batch: int, threads: int, samples_ms: Sequence[fl
     )
 
 
+@dataclass(frozen=True)
+class Ratio:
+    """A speed-up: the median of per-round ratios reference/candidate and their 10th-90th percentile spread."""
+
+    median: float
+    p10: float
+    p90: float
+    rounds: int
+
+
+def ratio_of(reference_rounds: Sequence[float], candidate_rounds: Sequence[float]) -> Ratio:
+    """Per-round ratios reference/candidate, summarised by median and the 10th-90th percentile spread."""
+    ratios = np.asarray(reference_rounds, dtype=np.float64) / np.asarray(candidate_rounds, dtype=np.float64)
+    return Ratio(
+        median=float(np.median(ratios)),
+        p10=float(np.percentile(ratios, 10)),
+        p90=float(np.percentile(ratios, 90)),
+        rounds=len(ratios),
+    )
+
+
+@dataclass(frozen=True)
+class Overhead:
+    """The Runner's median latency against a bare session.run on the same inputs, interleaved."""
+
+    batch: int
+    runner_p50_ms: float
+    bare_p50_ms: float
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * (self.runner_p50_ms - self.bare_p50_ms) / self.bare_p50_ms
+
+
 def batch_of(feeds: Sequence[Mapping[str, np.ndarray]]) -> int:
     if not feeds:
         raise ValueError("no inputs to time")
@@ -84,18 +119,3 @@ def warm_up(runner: Runner, feeds: Sequence[Mapping[str, np.ndarray]], warmup_s:
         runner.infer(feeds[index % len(feeds)])
         index += 1
     return index
-
-
-def measure(runner: Runner, feeds: Sequence[Mapping[str, np.ndarray]], config: BenchConfig) -> LatencyStats:
-    """Time `runner.infer` over `feeds` (cycled, so each iteration gets fresh input data)."""
-    batch = batch_of(feeds)
-    index = warm_up(runner, feeds, config.warmup_s)
-    samples: list[float] = []
-    started = time.perf_counter()
-    while len(samples) < config.iterations or time.perf_counter() - started < config.min_duration_s:
-        feed = feeds[index % len(feeds)]
-        begin = time.perf_counter_ns()
-        runner.infer(feed)
-        samples.append((time.perf_counter_ns() - begin) / 1e6)
-        index += 1
-    return latency_stats(runner.name, batch, config.threads, samples)

@@ -2,7 +2,13 @@
 
 Each round runs every runner for a few iterations in turn (A B C, A B C, …) on the same rotating pool of real
 preprocessed images; per round, the speed-up of each artifact is eager's round median over the artifact's round
-median, and the spread of those per-round ratios is reported with their median.
+median, and the spread of those per-round ratios is reported with their median. Each runner's turn starts with
+`settle` untimed iterations: the previous runner's worker threads keep spinning for a while after it returns
+(ONNX Runtime and OpenMP both spin-wait by default), and measured here on 2 cores that made the first iteration
+of every turn 1.5-3x slower (resnet50 INT8: 26.9 ms vs 8.9 ms) and dominated p90/p99.
+
+With TensorRT plans, eager PyTorch also runs on CUDA in the same rounds ("eager-cuda"), and after the rounds
+each plan and eager CUDA get trtexec-style CUDA-event timings (H2D, compute, D2H, end to end).
 """
 
 from __future__ import annotations
@@ -20,13 +26,23 @@ import numpy as np
 from deploy.backends.base import Runner, TensorMeta
 from deploy.backends.factory import runner_for
 from deploy.errors import BadInput
-from deploy.harness.bench import LatencyStats, latency_stats, rotating_feeds, warm_up
+from deploy.harness.bench import (
+    BenchConfig,
+    LatencyStats,
+    Overhead,
+    Ratio,
+    latency_stats,
+    ratio_of,
+    rotating_feeds,
+    warm_up,
+)
 from deploy.harness.eager import eager_runner
 from deploy.harness.heldout import held_out_set
 from deploy.harness.report import cpu_name
 from deploy.sidecar import Sidecar, load_sidecar
 
 Progress = Callable[[str], None]
+EAGER = ("eager", "eager-cuda")
 Feed = Mapping[str, np.ndarray]
 
 
@@ -38,17 +54,10 @@ class InterleavedConfig:
     duration_s: float = 5.0  # per batch size, all runners together
     warmup_s: float = 0.5
     per_round: int = 5
+    settle: int = 1  # untimed iterations at the start of each turn (see the module docstring)
     min_rounds: int = 5
     images: Path | None = None
     eager: bool = True
-
-
-@dataclass(frozen=True)
-class Ratio:
-    median: float
-    p10: float
-    p90: float
-    rounds: int
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,7 @@ class BatchResult:
     batch: int
     latency: dict[str, LatencyStats]
     speedup: dict[str, Ratio] = field(default_factory=dict)  # artifact → eager p50 / artifact p50 per round
+    gpu: dict[str, dict[str, LatencyStats]] = field(default_factory=dict)  # runner → end_to_end/h2d/compute/d2h
 
 
 @dataclass(frozen=True)
@@ -67,22 +77,11 @@ class InterleavedResult:
     batches: tuple[BatchResult, ...]
 
 
-def ratio_of(reference_rounds: Sequence[float], candidate_rounds: Sequence[float]) -> Ratio:
-    """Per-round ratios reference/candidate, summarised by median and the 10th-90th percentile spread."""
-    ratios = np.asarray(reference_rounds, dtype=np.float64) / np.asarray(candidate_rounds, dtype=np.float64)
-    return Ratio(
-        median=float(np.median(ratios)),
-        p10=float(np.percentile(ratios, 10)),
-        p90=float(np.percentile(ratios, 90)),
-        rounds=len(ratios),
-    )
-
-
 def run_interleaved(
     runners: Mapping[str, Runner], feeds: Sequence[Feed], *, duration_s: float, warmup_s: float,
-    per_round: int, min_rounds: int,
+    per_round: int, min_rounds: int, settle: int = 1,
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:  # fmt: skip
-    """All samples and per-round medians (ms) for each active runner, measured A B C, A B C, …"""
+    """All timed samples and per-round medians (ms) for each active runner, measured A B C, A B C, …"""
     index = 0
     for runner in runners.values():
         index = warm_up(runner, feeds, warmup_s, start=index)
@@ -91,6 +90,9 @@ def run_interleaved(
     started = time.perf_counter()
     while len(next(iter(rounds.values()))) < min_rounds or time.perf_counter() - started < duration_s:
         for name, runner in runners.items():
+            for _ in range(settle):
+                runner.infer(feeds[index % len(feeds)])
+                index += 1
             round_samples = []
             for _ in range(per_round):
                 feed = feeds[index % len(feeds)]
@@ -135,13 +137,17 @@ def bench(config: InterleavedConfig, *, progress: Progress | None = None) -> Int
                 feeds = rotating_feeds(held.arrays, batch, first.inputs[0].name)
                 samples, rounds = run_interleaved(
                     runners, feeds, duration_s=config.duration_s, warmup_s=config.warmup_s,
-                    per_round=config.per_round, min_rounds=config.min_rounds,
+                    per_round=config.per_round, min_rounds=config.min_rounds, settle=config.settle,
                 )  # fmt: skip
                 latency = {n: latency_stats(n, batch, config.threads, s) for n, s in samples.items()}
+                references = {"eager": [n for n in runners if n not in EAGER and not n.endswith(".plan")]}
+                references["eager-cuda"] = [n for n in runners if n.endswith(".plan")]
                 speedup = {
-                    name: ratio_of(rounds["eager"], rounds[name]) for name in runners if name != "eager"
-                } if "eager" in runners else {}  # fmt: skip
-                results.append(BatchResult(batch, latency, speedup))
+                    name: ratio_of(rounds[reference], rounds[name])
+                    for reference, names in references.items() if reference in runners for name in names
+                }  # fmt: skip
+                gpu = _gpu_breakdown(runners, feeds, config) if references["eager-cuda"] else {}
+                results.append(BatchResult(batch, latency, speedup, gpu))
     finally:
         torch.set_num_threads(previous)
     return InterleavedResult(first.model, config.threads, cpu_name(), os.cpu_count(), tuple(results))
@@ -151,20 +157,32 @@ def _runners(config: InterleavedConfig, sidecars: dict[Path, Sidecar], first: Si
     runners: dict[str, Runner] = {}
     if config.eager:
         runners["eager"] = eager_runner(first)
+        if any(path.suffix == ".plan" for path in sidecars):
+            runners["eager-cuda"] = eager_runner(first, device="cuda")
     for path in sidecars:
         runners[path.name] = runner_for(path, intra_op_threads=config.threads)
     return runners
 
 
-@dataclass(frozen=True)
-class Overhead:
-    batch: int
-    runner_p50_ms: float
-    bare_p50_ms: float
+def _gpu_breakdown(
+    runners: Mapping[str, Runner], feeds: Sequence[Feed], config: InterleavedConfig
+) -> dict[str, dict[str, LatencyStats]]:
+    """trtexec-style CUDA-event timings for each plan and for eager CUDA, on the same feeds, after the rounds."""
+    from deploy.backends.tensorrt.latency import TrtLatency, measure_eager_cuda, measure_trt
+    from deploy.backends.tensorrt.runtime import TrtRunner
+    from deploy.backends.torch_runner import TorchRunner
 
-    @property
-    def percent(self) -> float:
-        return 100.0 * (self.runner_p50_ms - self.bare_p50_ms) / self.bare_p50_ms
+    settings = BenchConfig(warmup_s=config.warmup_s, min_duration_s=1.0, threads=config.threads)
+    timings: dict[str, TrtLatency] = {}
+    for name, runner in runners.items():
+        if isinstance(runner, TrtRunner):
+            timings[name] = measure_trt(runner, feeds, settings)
+        elif name == "eager-cuda" and isinstance(runner, TorchRunner):
+            timings[name] = measure_eager_cuda(runner.module, runner.inputs[0].name, feeds, settings)
+    return {
+        name: {"end_to_end": t.end_to_end, "h2d": t.h2d, "compute": t.compute, "d2h": t.d2h}
+        for name, t in timings.items()
+    }
 
 
 def onnxruntime_overhead(artifact: Path, *, batch: int = 1, duration_s: float = 2.0, threads: int = 1) -> Overhead:

@@ -1,7 +1,12 @@
-"""The pipeline's report as data: one row per artifact, rendered to JSON and to a Markdown table."""
+"""The report as data: one row per runner (eager, each artifact, peers), JSON that round-trips, Markdown, a chart.
+
+`report.json` is the source of truth: `deploy report` re-renders `report.md` and `report.png` from it without
+measuring anything again, and `deploy report --all` indexes every model's report.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -9,26 +14,41 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deploy.errors import ArtifactError
 from deploy.files import Staging
-from deploy.harness.bench import LatencyStats
+from deploy.harness.bench import LatencyStats, Overhead, Ratio
+
+SCHEMA = "deploy.report/1"
+GPU_STAGES = ("end_to_end", "h2d", "compute", "d2h")
 
 
 @dataclass(frozen=True)
 class ReportRow:
-    name: str  # "eager" or the artifact label (fp32, fp16, int8, int8-max)
+    name: str  # "eager", "eager-cuda", an artifact label (fp32, fp16, int8, int8-max, int8-cpu, fp16 plan) or a peer
     artifact: str | None
     precision: str
-    backend: str
-    size_bytes: int | None
-    build_seconds: float | None
-    passed: bool | None
-    cosine_min: float | None
-    top1_agreement: float | None
-    top5_agreement: float | None
-    max_abs: float | None
-    accuracy: float | None
+    backend: str  # torch, onnxruntime, tensorrt; peers: openvino, torch.compile
+    size_bytes: int | None = None
+    build_seconds: float | None = None
+    passed: bool | None = None  # None: the reference itself, or a peer that was timed, not verified
+    cosine_min: float | None = None
+    top1_agreement: float | None = None
+    top5_agreement: float | None = None
+    max_abs: float | None = None
+    accuracy: float | None = None
     latency: dict[int, LatencyStats] = field(default_factory=dict)
-    speedup: dict[int, float] = field(default_factory=dict)
+    speedup: dict[int, Ratio] = field(default_factory=dict)  # vs eager (CPU rows) or eager-cuda (plans)
+    gpu: dict[int, dict[str, LatencyStats]] = field(default_factory=dict)  # CUDA-event stages per batch
+    peer: bool = False  # timed by benchmarks/ for comparison; not an artifact deploy produced
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    threads: int
+    duration_s: float
+    per_round: int
+    settle: int
+    warmup_s: float
 
 
 @dataclass(frozen=True)
@@ -40,82 +60,113 @@ class Report:
     labelled: bool
     environment: dict[str, Any]
     rows: tuple[ReportRow, ...]
+    bench: BenchSettings | None = None
+    overhead: tuple[Overhead, ...] = ()
     warnings: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
         return all(row.passed is not False for row in self.rows)
 
+    @property
+    def batches(self) -> tuple[int, ...]:
+        return tuple(sorted({b for row in self.rows for b in row.latency}))
+
+    def with_peers(self, peers: tuple[ReportRow, ...]) -> Report:
+        """The same report with its peer rows replaced by `peers` (benchmarks/ re-runs replace, never pile up)."""
+        kept = tuple(row for row in self.rows if not row.peer)
+        return dataclasses.replace(self, rows=kept + tuple(dataclasses.replace(p, peer=True) for p in peers))
+
     def to_json(self) -> str:
         data = asdict(self)
         for row, raw in zip(self.rows, data["rows"], strict=True):
             for batch, stats in row.latency.items():
                 raw["latency"][batch]["throughput"] = stats.throughput
-        data["passed"] = self.passed
-        return json.dumps(data, indent=2) + "\n"
+        data["overhead"] = [asdict(o) | {"percent": o.percent} for o in self.overhead]
+        return json.dumps({"schema": SCHEMA, **data, "passed": self.passed}, indent=2) + "\n"
 
-    def to_markdown(self) -> str:
-        batches = sorted({b for row in self.rows for b in row.latency})
-        head = ["artifact", "backend", "size MB", "parity", "cosine min", "top-1 agr."]
-        head += ["accuracy"] if self.labelled else []
-        for b in batches:
-            head += [f"p50 b{b} ms", f"p90 b{b} ms", f"speed-up b{b}"]
-        lines = [
-            f"# {self.model}: eager PyTorch vs deployed artifacts",
-            "",
-            f"Weights: {self.weights.get('name')} ({self.weights.get('kind')}). Held-out images: {self.images}. "
-            f"Created {self.created_at}.",
-            "",
-            "| " + " | ".join(head) + " |",
-            "|" + "|".join("---" for _ in head) + "|",
-        ]
-        for row in self.rows:
-            cells = [
-                row.name,
-                row.backend,
-                "" if row.size_bytes is None else f"{row.size_bytes / 1e6:.1f}",
-                "reference" if row.passed is None else ("pass" if row.passed else "**FAIL**"),
-                _num(row.cosine_min, ".5f"),
-                _pct(row.top1_agreement),
-            ]
-            cells += [_pct(row.accuracy)] if self.labelled else []
-            for b in batches:
-                stats = row.latency.get(b)
-                cells += [
-                    _num(stats.p50_ms if stats else None, ".2f"),
-                    _num(stats.p90_ms if stats else None, ".2f"),
-                    _num(row.speedup.get(b), ".2f", suffix="×"),
-                ]
-            lines.append("| " + " | ".join(cells) + " |")
-        env = self.environment
-        lines += [
-            "",
-            f"Latency: median and p90 of {env.get('iterations')}+ runs after warm-up, {env.get('threads')} threads for "
-            f"both eager PyTorch and ONNX Runtime, on {env.get('cpu')} ({env.get('cores')} cores). Speed-up = eager "
-            "p50 / artifact p50 at the same batch.",
-            "",
-            "Versions: " + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()),
-        ]
-        if self.warnings:
-            lines += ["", "Warnings:", *(f"- {w}" for w in self.warnings)]
-        return "\n".join(lines) + "\n"
+    @classmethod
+    def from_json(cls, text: str, *, source: Path | str = "report.json") -> Report:
+        try:
+            data = json.loads(text)
+            if data.get("schema") != SCHEMA:
+                raise ValueError(f"schema {data.get('schema')!r}, expected {SCHEMA!r}")
+            return cls(
+                model=data["model"],
+                weights=data["weights"],
+                created_at=data["created_at"],
+                images=data["images"],
+                labelled=data["labelled"],
+                environment=data["environment"],
+                rows=tuple(_row(raw) for raw in data["rows"]),
+                bench=None if data.get("bench") is None else BenchSettings(**data["bench"]),
+                overhead=tuple(_build(Overhead, raw) for raw in data.get("overhead", [])),
+                warnings=tuple(data.get("warnings", [])),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ArtifactError(
+                f"{source} is not a deploy report ({exc})",
+                hint="regenerate it with `deploy pipeline MODEL`",
+            ) from exc
 
-    def write(self, folder: Path) -> tuple[Path, Path]:
+    @classmethod
+    def read(cls, path: Path) -> Report:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ArtifactError(
+                f"cannot read report {path}: {exc.strerror or exc}",
+                hint="run `deploy pipeline MODEL` first, or point --reports-dir at the folder that holds it",
+            ) from exc
+        return cls.from_json(text, source=path)
+
+    def to_markdown(self, *, chart: str | None = "report.png") -> str:
+        from deploy.harness.markdown import report_markdown
+
+        return report_markdown(self, chart=chart)
+
+    def write(self, folder: Path, *, chart: bool = True) -> ReportFiles:
+        """report.json, report.md and (with `chart`) report.png, published together."""
         folder.mkdir(parents=True, exist_ok=True)
-        md, js = folder / "report.md", folder / "report.json"
+        files = ReportFiles(folder / "report.md", folder / "report.json", folder / "report.png" if chart else None)
         with Staging() as staging:
-            staging.path_for(js).write_text(self.to_json(), encoding="utf-8")
-            staging.path_for(md).write_text(self.to_markdown(), encoding="utf-8")
+            staging.path_for(files.json).write_text(self.to_json(), encoding="utf-8")
+            if files.png is not None:
+                from deploy.harness.chart import render_chart
+
+                render_chart(self, staging.path_for(files.png))
+            markdown = self.to_markdown(chart=files.png.name if files.png else None)
+            staging.path_for(files.markdown).write_text(markdown, encoding="utf-8")
             staging.commit()
-        return md, js
+        return files
 
 
-def _num(value: float | None, fmt: str, suffix: str = "") -> str:
-    return "" if value is None else f"{value:{fmt}}{suffix}"
+@dataclass(frozen=True)
+class ReportFiles:
+    markdown: Path
+    json: Path
+    png: Path | None
 
 
-def _pct(value: float | None) -> str:
-    return "" if value is None else f"{value:.1%}"
+def _build(kind: type, raw: dict[str, Any]) -> Any:
+    names = {f.name for f in dataclasses.fields(kind)}
+    return kind(**{k: v for k, v in raw.items() if k in names})  # derived values (throughput, percent) are dropped
+
+
+def _row(raw: dict[str, Any]) -> ReportRow:
+    values = {k: v for k, v in raw.items() if k not in ("latency", "speedup", "gpu")}
+    return _build(
+        ReportRow,
+        values
+        | {
+            "latency": {int(b): _build(LatencyStats, s) for b, s in raw.get("latency", {}).items()},
+            "speedup": {int(b): _build(Ratio, r) for b, r in raw.get("speedup", {}).items()},
+            "gpu": {
+                int(b): {stage: _build(LatencyStats, s) for stage, s in stages.items()}
+                for b, stages in raw.get("gpu", {}).items()
+            },
+        },
+    )
 
 
 def cpu_name() -> str:
@@ -128,12 +179,13 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(threads: int, iterations: int, versions: dict[str, str]) -> dict[str, Any]:
+def environment(threads: int, versions: dict[str, str], gpu: str | None = None) -> dict[str, Any]:
     return {
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "threads": threads,
-        "iterations": iterations,
+        "gpu": gpu,
         "platform": platform.platform(),
+        "python": platform.python_version(),
         "versions": versions,
     }

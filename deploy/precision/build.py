@@ -21,7 +21,7 @@ from deploy.backends.tensorrt.gpu import gpu_info
 from deploy.errors import BadInput, MissingDependency
 from deploy.files import Staging, ensure_writable_dir, sha256_file
 from deploy.precision.calibration import CalibrationConfig, CalibrationSet, calibration_set
-from deploy.precision.int8 import CalibrationMethod, HighPrecision
+from deploy.precision.int8 import HighPrecision
 from deploy.precision.modelopt_run import modelopt_version
 from deploy.precision.typing_info import initializer_types
 from deploy.sidecar import Sidecar, load_sidecar, sidecar_path
@@ -29,6 +29,9 @@ from deploy.sidecar import Sidecar, load_sidecar, sidecar_path
 log = logging.getLogger(__name__)
 
 Precision = Literal["fp32", "fp16", "int8"]
+Method = Literal["entropy", "max", "percentile"]
+# tensorrt: symmetric S8 Q/DQ by ModelOpt (what TensorRT builds); cpu: U8S8 QDQ for ONNX Runtime's integer kernels.
+Int8Target = Literal["tensorrt", "cpu"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "int8")
 Progress = Callable[[str], None]
 AUTOCAST_REFERENCE_IMAGES = 8
@@ -43,7 +46,8 @@ class BuildConfig:
     export_dir: Path = Path("export")
     engines_dir: Path = Path("engines")
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
-    method: CalibrationMethod = "entropy"
+    method: Method = "entropy"
+    target: Int8Target = "tensorrt"
     high_precision: HighPrecision = "fp32"
     recalibrate: bool = False
     weights: str | None = None  # for models exported on demand (None: the model's default weights)
@@ -83,14 +87,22 @@ class BuildResult:
     plans: tuple[PlanResult, ...] = ()
 
 
-def artifact_label(precision: Precision, method: CalibrationMethod) -> str:
-    return f"int8-{method}" if precision == "int8" and method != "entropy" else precision
+def artifact_label(precision: Precision, method: Method, target: Int8Target = "tensorrt") -> str:
+    if precision != "int8":
+        return precision
+    parts = ["int8"] + (["cpu"] if target == "cpu" else []) + ([method] if method != "entropy" else [])
+    return "-".join(parts)
 
 
 def build(config: BuildConfig, *, progress: Progress | None = None) -> BuildResult:
     say = progress or (lambda _message: None)
     if not config.precisions:
         raise BadInput("no precision selected", hint="pass --fp32, --fp16, --int8 or --all")
+    if config.method == "percentile" and config.target != "cpu" and "int8" in config.precisions:
+        raise BadInput(
+            "percentile calibration is available for the CPU INT8 target only (ModelOpt offers entropy and max)",
+            hint="add --target cpu, or choose --calib-method entropy or max",
+        )
     engines = ensure_writable_dir(config.engines_dir)
     sources, exported = _resolve_sources(config, say)
     warnings: list[str] = []
@@ -105,14 +117,15 @@ def build(config: BuildConfig, *, progress: Progress | None = None) -> BuildResu
             calib = calibration_set(sidecar.preprocessing, spec.sample_set, config.calibration)
             warnings.extend(w for w in calib.warnings if w not in warnings)
         for precision in config.precisions:
-            say(f"building {sidecar.model} {artifact_label(precision, config.method)}")
+            say(f"building {sidecar.model} {artifact_label(precision, config.method, config.target)}")
             built = _build_one(source, sidecar, precision, calib, engines, config)
             artifacts.append(built)
             warnings.extend(built.sidecar.precision.get("warnings", []) if built.sidecar.precision else [])
     usable, status = tensorrt_status()
     plans: list[PlanResult] = []
     if config.plans.compile is not False and usable:
-        for artifact in artifacts:
+        # TensorRT takes symmetric INT8 only: the CPU target's U8 activations (zero points != 0) are not for it.
+        for artifact in (a for a in artifacts if not a.precision.startswith("int8-cpu")):
             say(f"compiling {artifact.path.name} with TensorRT")
             plans.append(build_plan(_plan_config(artifact.path, engines, config.plans)))
             warnings.extend(plans[-1].warnings)
@@ -175,7 +188,7 @@ def _build_one(
     config: BuildConfig,
 ) -> BuiltArtifact:
     started = time.perf_counter()
-    label = artifact_label(precision, config.method)
+    label = artifact_label(precision, config.method, config.target)
     target = engines / f"{source.stem}.{label}.onnx"
     details: dict[str, Any] = {
         "precision": precision,
@@ -204,7 +217,8 @@ def _build_one(
             }
         else:
             assert calib is not None
-            details |= _int8(source, sidecar, calib, config, tmp)
+            int8 = _cpu_int8 if config.target == "cpu" else _int8
+            details |= int8(source, sidecar, calib, config, tmp)
             reused = details["calibration"]["reused_cache"]
         new_sidecar = dataclasses.replace(
             sidecar,
@@ -222,9 +236,60 @@ def _build_one(
     )
 
 
+def _calibration_details(calib: CalibrationSet, cache: Path, key: str, reused: bool) -> dict[str, Any]:
+    return {
+        "source": calib.source,
+        "demo": calib.demo,
+        "count": calib.count,
+        "requested": calib.requested,
+        "skipped": calib.skipped,
+        "digest": calib.digest,
+        "cache": str(cache),
+        "cache_key": key,
+        "reused_cache": reused,
+    }
+
+
+def _cpu_int8(source: Path, sidecar: Sidecar, calib: CalibrationSet, config: BuildConfig, tmp: Path) -> dict[str, Any]:
+    from deploy.precision.cpu_int8 import HISTOGRAM_BINS, quantize_cpu_int8
+
+    chw = tuple(int(d) for d in sidecar.inputs[0].shape[1:])
+    result = quantize_cpu_int8(
+        source,
+        model_name=source.stem,
+        source_sha256=sidecar.sha256,
+        input_name=sidecar.inputs[0].name,
+        input_chw=(chw[0], chw[1], chw[2]),
+        static_batch=None if sidecar.batch.dynamic else sidecar.batch.max,
+        calibration=calib,
+        method=config.method,
+        cache_dir=config.calibration.directory,
+        recalibrate=config.recalibrate,
+    )
+    onnx.save_model(result.model, tmp)
+    warnings = list(result.warnings)
+    if not result.integer_kernels:
+        warnings.append(
+            "this CPU lacks AVX-VNNI/AVX512-VNNI/AMX: ONNX Runtime's U8S8 kernels may saturate and run slowly here"
+        )
+    return {
+        "tool": "onnxruntime.quantization.quantize_static",
+        "target": "cpu",
+        "format": "QDQ U8S8 (activations uint8 asymmetric, weights int8 symmetric per channel)",
+        "method": config.method,
+        "histogram_bins": HISTOGRAM_BINS if config.method != "max" else None,
+        "activation_ranges": result.ranges,
+        "quantized_nodes": len(result.quantized_nodes),
+        "integer_kernels": result.integer_kernels,
+        "calibration": _calibration_details(calib, result.cache_path, result.cache_key, result.reused_cache),
+        "warnings": warnings,
+    }
+
+
 def _int8(source: Path, sidecar: Sidecar, calib: CalibrationSet, config: BuildConfig, tmp: Path) -> dict[str, Any]:
     from deploy.precision.int8 import quantize_int8
 
+    assert config.method != "percentile"  # refused in build()
     chw = tuple(int(d) for d in sidecar.inputs[0].shape[1:])
     result = quantize_int8(
         source,
@@ -257,17 +322,8 @@ def _int8(source: Path, sidecar: Sidecar, calib: CalibrationSet, config: BuildCo
         "qdq_pairs": result.qdq_pairs,
         "quantized_nodes": len(result.quantized_nodes),
         "high_precision_nodes": list(result.high_precision_nodes),
-        "calibration": {
-            "source": calib.source,
-            "demo": calib.demo,
-            "count": calib.count,
-            "requested": calib.requested,
-            "skipped": calib.skipped,
-            "digest": calib.digest,
-            "cache": str(result.cache_path),
-            "cache_key": result.cache_key,
-            "reused_cache": result.reused_cache,
-        },
+        "calibration": _calibration_details(calib, result.cache_path, result.cache_key, result.reused_cache),
+        "target": "tensorrt",
         "warnings": warnings,
     }
 

@@ -1,0 +1,16 @@
+"""Option values several commands parse the same way."""
+
+from __future__ import annotations
+
+from deploy.errors import BadInput
+
+
+def parse_batches(text: str, *, option: str = "--batch") -> tuple[int, ...]:
+    """ "1,8,32" → (1, 8, 32); anything else is one clear error naming the option."""
+    try:
+        batches = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        batches = ()
+    if not batches or any(b < 1 for b in batches):
+        raise BadInput(f"{option} {text!r} is not a list of positive integers", hint=f"write e.g. {option} 1,8,32")
+    return tuple(dict.fromkeys(batches))

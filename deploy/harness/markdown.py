@@ -1,0 +1,134 @@
+"""Markdown rendering of a Report: the table people paste into a pull request, then how it was measured."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from deploy.harness.bench import Ratio
+from deploy.harness.report import GPU_STAGES
+
+if TYPE_CHECKING:
+    from deploy.harness.report import Report, ReportRow
+
+
+def report_markdown(report: Report, *, chart: str | None) -> str:
+    labelled = report.labelled
+    lines = [
+        f"# {report.model}: eager PyTorch vs deployed artifacts",
+        "",
+        f"Weights: {report.weights.get('name')} ({report.weights.get('kind')}). Held-out images: {report.images}. "
+        f"Created {report.created_at}.",
+        "",
+        *_main_table(report, labelled),
+    ]
+    if chart:
+        lines += ["", f"![latency, speed-up and {'accuracy' if labelled else 'agreement'}]({chart})"]
+    lines += ["", *_method(report)]
+    if any(row.gpu for row in report.rows):
+        lines += ["", *_gpu_table(report)]
+    if report.overhead:
+        lines += ["", "## Harness overhead", ""]
+        lines += [
+            f"- batch {o.batch}: runner {o.runner_p50_ms:.3f} ms vs bare session.run {o.bare_p50_ms:.3f} ms "
+            f"({o.percent:+.2f}%)"
+            for o in report.overhead
+        ]
+    lines += ["", *_environment(report)]
+    if report.warnings:
+        lines += ["", "## Warnings", "", *(f"- {w}" for w in report.warnings)]
+    return "\n".join(lines) + "\n"
+
+
+def _main_table(report: Report, labelled: bool) -> list[str]:
+    head = ["runner", "backend", "size MB", "build s", "parity", "cosine min", "top-1 agr."]
+    head += ["accuracy"] if labelled else []
+    for b in report.batches:
+        head += [f"b{b} p50 / p99 ms", f"b{b} img/s", f"b{b} speed-up (p10–p90)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for row in report.rows:
+        cells = [
+            f"{row.name} (peer)" if row.peer else row.name,
+            row.backend,
+            _num(None if row.size_bytes is None else row.size_bytes / 1e6, ".1f"),
+            _num(row.build_seconds, ".1f"),
+            _verdict(row),
+            _num(row.cosine_min, ".5f"),
+            _pct(row.top1_agreement),
+        ]
+        cells += [_pct(row.accuracy)] if labelled else []
+        for b in report.batches:
+            stats = row.latency.get(b)
+            ratio = row.speedup.get(b)
+            cells += [
+                "" if stats is None else f"{stats.p50_ms:.2f} / {stats.p99_ms:.2f}",
+                "" if stats is None else f"{stats.throughput:,.0f}",
+                _ratio(ratio, reference=row.name.startswith("eager")),
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _gpu_table(report: Report) -> list[str]:
+    lines = [
+        "## GPU stages (CUDA events)",
+        "",
+        "| runner | batch | " + " | ".join(f"{s} p50 ms" for s in GPU_STAGES) + " |",
+        "|---|---|" + "|".join("---" for _ in GPU_STAGES) + "|",
+    ]
+    for row in report.rows:
+        for batch, stages in sorted(row.gpu.items()):
+            cells = [f"{stages[s].p50_ms:.3f}" if s in stages else "" for s in GPU_STAGES]
+            lines.append(f"| {row.name} | {batch} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _method(report: Report) -> list[str]:
+    bench = report.bench
+    if bench is None:
+        return []
+    return [
+        "## How this was measured",
+        "",
+        f"Eager PyTorch and every artifact ran interleaved in rounds (A B C, A B C, …) for {bench.duration_s:g} s per "
+        f"batch size after {bench.warmup_s:g} s of warm-up each, {bench.per_round} timed iterations per turn after "
+        f"{bench.settle} untimed one(s), on a rotating pool of real preprocessed images, {bench.threads} threads for "
+        "PyTorch and ONNX Runtime alike. Speed-up is the median over rounds of eager's round median divided by the "
+        "artifact's, with the 10th–90th percentile of those per-round ratios; TensorRT plans are compared with eager "
+        "PyTorch on CUDA. Parity and accuracy come from the held-out images against eager PyTorch FP32.",
+    ]
+
+
+def _environment(report: Report) -> list[str]:
+    env = report.environment
+    lines = [
+        "## Environment",
+        "",
+        f"- CPU: {env.get('cpu')} ({env.get('cores')} cores, {env.get('threads')} threads used)",
+    ]
+    if env.get("gpu"):
+        lines.append(f"- GPU: {env['gpu']}")
+    lines += [
+        f"- Platform: {env.get('platform')}, Python {env.get('python')}",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()),
+    ]
+    return lines
+
+
+def _verdict(row: ReportRow) -> str:
+    if row.passed is None:
+        return "timed only" if row.peer else "reference"
+    return "pass" if row.passed else "**FAIL**"
+
+
+def _ratio(ratio: Ratio | None, *, reference: bool) -> str:
+    if ratio is not None:
+        return f"{ratio.median:.2f}× ({ratio.p10:.2f}–{ratio.p90:.2f})"
+    return "1.00×" if reference else ""
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "" if value is None else f"{value:{fmt}}"
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"

@@ -1,0 +1,258 @@
+"""INT8 for ONNX Runtime on CPU: static quantization in QDQ with U8 activations and S8 per-channel weights.
+
+This is the layout ONNX Runtime's x86 integer kernels (VNNI/AMX) fuse into QLinearConv/MatMulInteger; the
+TensorRT-style model from deploy.precision.int8 (signed activations, symmetric) stays the accuracy proxy for
+TensorRT but runs slowly on those kernels. Activation ranges come from our own calibration pass because ORT's
+`quantize_static` builds its entropy calibrator with 128 histogram bins and 128 quantized bins, which makes the
+KL search return the full range, i.e. min-max; we use 2048 bins like TensorRT. The ranges are cached per
+(source ONNX, calibration set, method) as JSON, then handed to `quantize_static` as TensorQuantOverrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import onnx
+
+from deploy.errors import ExportFailed
+from deploy.files import Staging
+from deploy.precision.cache import CacheKey
+from deploy.precision.calibration import CalibrationSet
+
+log = logging.getLogger(__name__)
+
+CpuMethod = Literal["entropy", "max", "percentile"]
+HISTOGRAM_BINS = 2048  # TensorRT's entropy calibrator uses 2048 bins and searches thresholds over 128 levels
+QUANTIZED_BINS = 128
+PERCENTILE = 99.999
+CALIBRATION_BATCH = 8
+BATCHES_PER_PASS = 4  # histograms merge pass by pass: memory stays bounded for 500 images of VGG16
+CACHE_SCHEMA = "deploy.cpu-int8-ranges/1"
+
+
+@dataclass(frozen=True)
+class CpuInt8Result:
+    model: onnx.ModelProto
+    cache_path: Path
+    cache_key: str
+    reused_cache: bool
+    ranges: int
+    quantized_nodes: tuple[str, ...]
+    integer_kernels: bool
+    warnings: tuple[str, ...] = ()
+
+
+def cpu_cache_path(directory: Path, model: str, key: CacheKey) -> Path:
+    return directory / f"{model}.int8-{key.method}.{key.digest}.json"
+
+
+def quantize_cpu_int8(
+    source: Path,
+    *,
+    model_name: str,
+    source_sha256: str,
+    input_name: str,
+    input_chw: tuple[int, int, int],
+    static_batch: int | None,
+    calibration: CalibrationSet,
+    method: CpuMethod,
+    cache_dir: Path,
+    recalibrate: bool,
+) -> CpuInt8Result:
+    key = CacheKey(source_sha256, calibration.digest, f"cpu-{method}")
+    cache = cpu_cache_path(cache_dir, model_name, key)
+    warnings: list[str] = []
+    ranges = None
+    if cache.is_file() and not recalibrate:
+        try:
+            ranges = _read_ranges(cache)
+        except ValueError as exc:
+            warnings.append(f"{cache} is not a readable range cache ({exc}); recalibrating and replacing it")
+    reused = ranges is not None
+    with tempfile.TemporaryDirectory(prefix="deploy-cpu-int8-") as scratch_name:
+        scratch = Path(scratch_name)
+        job = Job(source=str(source), scratch=scratch_name, input_name=input_name, method=method, calibrate=not reused)
+        batch = static_batch or CALIBRATION_BATCH
+        if ranges is None:
+            np.save(scratch / "calibration.npy", _batched(calibration.arrays(), batch))
+        else:
+            # The quantizer needs one batch to lay out the graph; the cached ranges replace what it measures, so no
+            # calibration image is decoded.
+            layout = np.random.default_rng(0).standard_normal((1, batch, *input_chw)).astype(np.float32)
+            np.save(scratch / "calibration.npy", layout)
+            (scratch / "ranges.json").write_text(json.dumps(ranges), encoding="utf-8")
+        _run_isolated(job)
+        if ranges is None:
+            ranges = _parse_ranges(json.loads((scratch / "ranges.json").read_text(encoding="utf-8")))
+            _write_ranges(cache, ranges, method, calibration.digest)
+        model = onnx.load(scratch / "quantized.onnx")
+    quantized = tuple(
+        node.name
+        for node in model.graph.node
+        if node.op_type in {"Conv", "Gemm", "MatMul"} and _fed_by_dequantize(model, node)
+    )
+    if not quantized:
+        raise ExportFailed(
+            f"ONNX Runtime quantized no Conv/Gemm/MatMul layer of {source}",
+            hint="the model may have no quantizable layers; keep the FP32 artifact",
+        )
+    return CpuInt8Result(
+        model, cache, key.digest, reused, len(ranges), quantized, integer_kernels_available(), tuple(warnings)
+    )
+
+
+def integer_kernels_available() -> bool:
+    """Whether this CPU has the VNNI/AMX dot products ORT's U8S8 kernels are fast with (AVX2 alone can saturate)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+@dataclass(frozen=True)
+class Job:
+    """What the isolated worker does: files in `scratch` (calibration.npy, ranges.json, quantized.onnx)."""
+
+    source: str
+    scratch: str
+    input_name: str
+    method: str
+    calibrate: bool
+
+
+def _run_isolated(job: Job) -> None:
+    """Run ONNX Runtime's quantization in a fresh interpreter.
+
+    ModelOpt monkey-patches onnxruntime.quantization for the rest of the process the first time it quantizes
+    (create_calibrator, the histogram collectors, QDQQuantizer), so in a process that has built the TensorRT INT8
+    artifact, ORT's own calibration would silently run ModelOpt's variants. A subprocess keeps this recipe the same
+    whatever ran before it.
+    """
+    spec = Path(job.scratch) / "job.json"
+    spec.write_text(json.dumps(dataclasses.asdict(job)), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "deploy.precision.cpu_int8", str(spec)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        log.debug("CPU INT8 worker stderr:\n%s", done.stderr)
+        raise ExportFailed(
+            f"ONNX Runtime INT8 quantization of {job.source} failed: {lines[-1] if lines else done.returncode}",
+            hint="rerun with --debug to see the quantizer's output",
+        )
+
+
+def _work(job: Job) -> None:
+    from onnxruntime import quantization
+    from onnxruntime.quantization import calibrate, shape_inference
+
+    scratch = Path(job.scratch)
+    prepared = scratch / "prepared.onnx"
+    shape_inference.quant_pre_process(job.source, str(prepared))
+    data = np.load(scratch / "calibration.npy")
+    if job.calibrate:
+        ranges = _calibrate(calibrate, prepared, scratch, job.input_name, data, job.method)
+        (scratch / "ranges.json").write_text(json.dumps(ranges), encoding="utf-8")
+    else:
+        ranges = _parse_ranges(json.loads((scratch / "ranges.json").read_text(encoding="utf-8")))
+    overrides = {name: [{"rmin": np.float32(low), "rmax": np.float32(high)}] for name, (low, high) in ranges.items()}
+    quantization.quantize_static(
+        str(prepared),
+        str(scratch / "quantized.onnx"),
+        _Reader(job.input_name, data[:1]),  # the ranges come from the overrides; one batch lays out the graph
+        quant_format=quantization.QuantFormat.QDQ,
+        activation_type=quantization.QuantType.QUInt8,
+        weight_type=quantization.QuantType.QInt8,
+        per_channel=True,
+        calibrate_method=quantization.CalibrationMethod.MinMax,
+        extra_options={"TensorQuantOverrides": overrides},
+    )
+
+
+def _calibrate(
+    calibrate: Any, prepared: Path, scratch: Path, input_name: str, data: np.ndarray, method: str
+) -> dict[str, tuple[float, float]]:
+    kinds = {
+        "entropy": (
+            calibrate.CalibrationMethod.Entropy,
+            {"num_bins": HISTOGRAM_BINS, "num_quantized_bins": QUANTIZED_BINS},
+        ),
+        "max": (calibrate.CalibrationMethod.MinMax, {}),
+        "percentile": (calibrate.CalibrationMethod.Percentile, {"num_bins": HISTOGRAM_BINS, "percentile": PERCENTILE}),
+    }
+    kind, options = kinds[method]
+    calibrator = calibrate.create_calibrator(
+        prepared,
+        augmented_model_path=str(scratch / "augmented.onnx"),
+        calibrate_method=kind,
+        providers=["CPUExecutionProvider"],
+        extra_options=options,
+    )
+    per_pass = max(1, CALIBRATION_BATCH * BATCHES_PER_PASS // data.shape[1])
+    for start in range(0, len(data), per_pass):
+        calibrator.collect_data(_Reader(input_name, data[start : start + per_pass]))
+    computed = calibrator.compute_data()
+    return {name: (float(np.min(r.range_value[0])), float(np.max(r.range_value[1]))) for name, r in computed.items()}
+
+
+def _batched(arrays: np.ndarray, batch: int) -> np.ndarray:
+    """Images grouped into whole batches (repeated when there are fewer than one batch): shape (B, batch, C, H, W)."""
+    if len(arrays) < batch:
+        arrays = np.concatenate([arrays] * -(-batch // len(arrays)))
+    usable = len(arrays) - len(arrays) % batch
+    return arrays[:usable].reshape(usable // batch, batch, *arrays.shape[1:])
+
+
+class _Reader:
+    """ONNX Runtime's CalibrationDataReader protocol over pre-batched arrays."""
+
+    def __init__(self, input_name: str, batches: np.ndarray) -> None:
+        self._feeds = iter([{input_name: np.ascontiguousarray(b)} for b in batches])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._feeds, None)
+
+
+def _fed_by_dequantize(model: onnx.ModelProto, node: onnx.NodeProto) -> bool:
+    producers = {output: n.op_type for n in model.graph.node for output in n.output}
+    return producers.get(node.input[0]) == "DequantizeLinear"
+
+
+def _parse_ranges(raw: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    return {name: (float(low), float(high)) for name, (low, high) in raw.items()}
+
+
+def _read_ranges(path: Path) -> dict[str, tuple[float, float]]:
+    """The cached activation ranges; ValueError when the file cannot be used."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("schema") != CACHE_SCHEMA:
+            raise ValueError(f"schema {data.get('schema')!r}")
+        ranges = _parse_ranges(data["ranges"])
+    except (OSError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(str(exc)) from exc
+    if not ranges or any(not low <= high for low, high in ranges.values()):
+        raise ValueError("no usable ranges")
+    return ranges
+
+
+def _write_ranges(path: Path, ranges: dict[str, tuple[float, float]], method: str, digest: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"schema": CACHE_SCHEMA, "method": method, "calibration_digest": digest, "ranges": ranges}
+    with Staging() as staging:
+        staging.path_for(path).write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        staging.commit()
+
+
+if __name__ == "__main__":
+    _work(Job(**json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))))

@@ -1,0 +1,153 @@
+"""Reports from a small real pipeline run (lenet5): JSON round-trip, Markdown, PNG, `deploy report [--all]`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from deploy.cli import app
+from deploy.errors import ArtifactError, BadInput
+from deploy.harness.bench import LatencyStats, latency_stats
+from deploy.harness.index import best_row
+from deploy.harness.interleaved import InterleavedConfig
+from deploy.harness.report import Report, ReportRow
+from deploy.pipeline import PipelineConfig, PipelineResult, run_pipeline
+from deploy.precision.calibration import CalibrationConfig
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> PipelineResult:
+    root = tmp_path_factory.mktemp("pipeline")
+    config = PipelineConfig(
+        model="lenet5",
+        export_dir=root / "export",
+        engines_dir=root / "engines",
+        reports_dir=root / "reports",
+        calibration=CalibrationConfig(directory=root / "calibration"),
+        methods=("entropy",),
+        count=100,
+        bench=InterleavedConfig(artifacts=(), batches=(1, 4), threads=1, duration_s=0.3, warmup_s=0.05),
+    )
+    return run_pipeline(config)
+
+
+def test_report_json_round_trips(pipeline_run: PipelineResult) -> None:
+    report = pipeline_run.report
+    assert Report.from_json(report.to_json()) == report
+    assert Report.read(pipeline_run.files.json) == report
+    raw = json.loads(pipeline_run.files.json.read_text())
+    assert raw["schema"] == "deploy.report/1" and raw["passed"] is True
+    fp32 = next(row for row in raw["rows"] if row["name"] == "fp32")
+    assert fp32["latency"]["1"]["throughput"] == pytest.approx(1000 / fp32["latency"]["1"]["p50_ms"])
+
+
+def test_report_rows_hold_parity_timing_and_provenance(pipeline_run: PipelineResult) -> None:
+    report = pipeline_run.report
+    assert [row.name for row in report.rows] == ["eager", "fp32", "fp16", "int8", "int8-cpu"]
+    eager = report.rows[0]
+    assert eager.passed is None and eager.accuracy is not None and set(eager.latency) == {1, 4}
+    for row in report.rows[1:]:
+        assert row.passed and row.size_bytes and row.build_seconds is not None
+        assert abs((row.accuracy or 0) - eager.accuracy) <= 0.02  # trained LeNet-5 keeps its accuracy
+        assert set(row.latency) == set(row.speedup) == {1, 4}
+        assert all(r.p10 <= r.median <= r.p90 for r in row.speedup.values())
+    assert report.bench is not None and report.bench.settle >= 1 and report.environment["threads"] == 1
+    assert report.overhead and report.overhead[0].batch == 1
+
+
+def test_markdown_and_png_come_from_the_run(pipeline_run: PipelineResult) -> None:
+    markdown = pipeline_run.files.markdown.read_text()
+    fp32 = next(row for row in pipeline_run.report.rows if row.name == "fp32")
+    stats = fp32.latency[1]
+    assert "| fp32 | onnxruntime |" in markdown
+    assert f"{stats.p50_ms:.2f} / {stats.p99_ms:.2f}" in markdown
+    assert f"{fp32.speedup[1].median:.2f}×" in markdown
+    assert "![latency, speed-up and accuracy](report.png)" in markdown
+    assert "## Environment" in markdown and "## Harness overhead" in markdown
+    assert pipeline_run.files.png is not None
+    with Image.open(pipeline_run.files.png) as image:
+        assert image.format == "PNG" and image.width > 600 and image.height > 300
+    folder = pipeline_run.files.json.parent
+    assert sorted(p.name for p in folder.iterdir()) == ["report.json", "report.md", "report.png"]
+
+
+def test_report_command_rebuilds_markdown_and_png_without_measuring(
+    pipeline_run: PipelineResult, cli: CliRunner, tmp_path: Path
+) -> None:
+    reports = tmp_path / "reports"
+    shutil.copytree(pipeline_run.files.json.parent, reports / "lenet5")
+    json_before = (reports / "lenet5" / "report.json").read_bytes()
+    (reports / "lenet5" / "report.md").unlink()
+    (reports / "lenet5" / "report.png").unlink()
+    result = cli.invoke(app, ["report", "lenet5", "--reports-dir", str(reports)])
+    assert result.exit_code == 0, result.output
+    assert (reports / "lenet5" / "report.md").read_text() == pipeline_run.files.markdown.read_text()
+    assert (reports / "lenet5" / "report.png").stat().st_size > 0
+    assert (reports / "lenet5" / "report.json").read_bytes() == json_before  # nothing re-measured
+
+
+def test_report_all_indexes_every_model(pipeline_run: PipelineResult, cli: CliRunner, tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    shutil.copytree(pipeline_run.files.json.parent, reports / "lenet5")
+    failing = dataclasses.replace(
+        pipeline_run.report,
+        model="lenet5-broken",
+        rows=tuple(dataclasses.replace(r, passed=False) if r.name == "int8" else r for r in pipeline_run.report.rows),
+    )
+    failing.write(reports / "lenet5-broken", chart=False)
+    result = cli.invoke(app, ["report", "--all", "--reports-dir", str(reports), "--no-chart"])
+    assert result.exit_code == 0, result.output
+    index = (reports / "index.md").read_text()
+    best = best_row(pipeline_run.report)
+    assert best is not None
+    assert "| lenet5 | digits |" in index and f"| {best.name} | {best.latency[1].p50_ms:.2f} |" in index
+    assert "[lenet5/report.md](lenet5/report.md)" in index
+    assert "| lenet5-broken |" in index and "**no**" in index
+
+
+def _stats(p50: float) -> dict[int, LatencyStats]:
+    return {1: latency_stats("x", 1, 1, [p50] * 3)}
+
+
+def test_best_row_is_the_fastest_artifact_that_passed() -> None:
+    rows = (
+        ReportRow("eager", None, "fp32", "torch", latency=_stats(9.0)),
+        ReportRow("int8", "a", "int8", "onnxruntime", passed=False, latency=_stats(1.0)),
+        ReportRow("openvino-int8", None, "int8", "openvino", latency=_stats(0.5), peer=True),
+        ReportRow("fp16", "b", "fp16", "onnxruntime", passed=True, latency=_stats(3.0)),
+        ReportRow("fp32", "c", "fp32", "onnxruntime", passed=True, latency=_stats(2.0)),
+    )
+    report = Report("m", {}, "now", "imgs", False, {}, rows)
+    best = best_row(report)
+    assert best is not None and best.name == "fp32"
+
+
+def test_peers_replace_earlier_peers_and_render_as_timed_only(pipeline_run: PipelineResult) -> None:
+    peer = ReportRow("openvino-fp32", None, "fp32", "openvino", latency=_stats(1.0))
+    once = pipeline_run.report.with_peers((peer,))
+    twice = once.with_peers((dataclasses.replace(peer, name="torch.compile", backend="torch.compile"),))
+    assert [r.name for r in twice.rows if r.peer] == ["torch.compile"]
+    assert len(twice.rows) == len(pipeline_run.report.rows) + 1
+    assert "| torch.compile (peer) | torch.compile |" in twice.to_markdown() and "timed only" in twice.to_markdown()
+    assert Report.from_json(twice.to_json()) == twice
+
+
+def test_unreadable_reports_are_refused_before_anything_is_written(cli: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "good").mkdir()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "report.json").write_text('{"schema": "something/else"}')
+    with pytest.raises(ArtifactError, match="not a deploy report"):
+        Report.read(tmp_path / "bad" / "report.json")
+    result = cli.invoke(app, ["report", "--all", "--reports-dir", str(tmp_path)])
+    assert result.exit_code == ArtifactError.exit_code and "bad/report.json" in result.output
+    assert not (tmp_path / "index.md").exists() and not (tmp_path / "bad" / "report.md").exists()
+    missing = cli.invoke(app, ["report", "vgg16", "--reports-dir", str(tmp_path)])
+    assert missing.exit_code == ArtifactError.exit_code and "deploy pipeline" in missing.output
+    neither = cli.invoke(app, ["report", "--reports-dir", str(tmp_path)])
+    assert neither.exit_code == BadInput.exit_code and "--all" in neither.output
