@@ -10,12 +10,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deploy.backends.base import Runner
 from deploy.errors import ParityError
 from deploy.export import ExportConfig, ExportResult, export_model
 from deploy.harness.bench import Overhead
+from deploy.harness.heldout import held_out_set
 from deploy.harness.interleaved import InterleavedConfig, InterleavedResult, bench, onnxruntime_overhead
+from deploy.harness.peers import Peer
 from deploy.harness.report import BenchSettings, Report, ReportFiles, ReportRow, environment
-from deploy.harness.verify import ArtifactVerdict, VerifyConfig, VerifyResult, verify
+from deploy.harness.verify import (
+    ArtifactVerdict,
+    VerifyConfig,
+    VerifyResult,
+    check_runner,
+    eager_outputs,
+    tolerance_for,
+    verify,
+)
 from deploy.precision.build import BuildConfig, BuildResult, Precision, build
 from deploy.precision.calibration import CalibrationConfig
 from deploy.precision.int8 import CalibrationMethod, HighPrecision
@@ -41,6 +52,7 @@ class PipelineConfig:
     # Artifacts are filled in by the pipeline; batches, threads and durations are the user's.
     bench: InterleavedConfig = field(default_factory=lambda: InterleavedConfig(artifacts=(), duration_s=3.0))
     overhead: bool = True  # the ONNX Runtime runner vs a bare session.run at batch 1, reported
+    peers: tuple[Peer, ...] = ()  # OpenVINO / torch.compile, timed and checked beside our artifacts
 
 
 @dataclass(frozen=True)
@@ -77,12 +89,19 @@ def run_pipeline(config: PipelineConfig, *, progress: Progress | None = None) ->
     verification = verify(
         VerifyConfig(artifacts=artifacts + plans, images=config.images, count=config.count), progress=say
     )
-    timing = bench(dataclasses.replace(config.bench, artifacts=artifacts + plans, images=config.images), progress=say)
+    peer_runners, peer_verdicts, peer_warnings = _peers(config, exported.sidecar, builds, say)
+    timing = bench(
+        dataclasses.replace(config.bench, artifacts=artifacts + plans, images=config.images),
+        progress=say,
+        extra=peer_runners,
+    )
     overhead: tuple[Overhead, ...] = ()
     if config.overhead:
         say("measuring the runner's overhead against a bare session.run (batch 1)")
         overhead = (onnxruntime_overhead(artifacts[0], threads=config.bench.threads),)
     report = _report(exported.sidecar, builds, verification, timing, overhead, config)
+    report = report.with_peers(tuple(_peer_row(peer, verdict, timing) for peer, verdict in peer_verdicts))
+    report = dataclasses.replace(report, warnings=report.warnings + peer_warnings)
     files = report.write(config.reports_dir / exported.sidecar.model)
     say(f"wrote {files.markdown}, {files.json} and {files.png}")
     result = PipelineResult(exported, tuple(builds), verification, timing, report, files)
@@ -151,6 +170,55 @@ def _report(
         bench=BenchSettings(timing.threads, bench.duration_s, bench.per_round, bench.settle, bench.warmup_s),
         overhead=overhead,
         warnings=warnings,
+    )
+
+
+def _peers(
+    config: PipelineConfig, sidecar: Sidecar, builds: list[BuildResult], say: Progress
+) -> tuple[dict[str, Runner], list[tuple[Peer, ArtifactVerdict]], tuple[str, ...]]:
+    """Runners for the peers that can run here, each checked against eager on the held-out set first."""
+    if not config.peers:
+        return {}, [], ()
+    artifacts = {a.precision: a.path for result in builds for a in result.artifacts}
+    held = held_out_set(sidecar, images=config.images, count=config.count)
+    reference = eager_outputs(sidecar, held)
+    runners: dict[str, Runner] = {}
+    verdicts: list[tuple[Peer, ArtifactVerdict]] = []
+    warnings: list[str] = []
+    for peer in config.peers:
+        if peer.source != "eager" and peer.source not in artifacts:
+            warnings.append(f"peer {peer.name} skipped: it runs the {peer.source} artifact, which was not built")
+            continue
+        say(f"checking peer {peer.name} against eager PyTorch")
+        runner = peer.runner(sidecar, artifacts, config.bench.threads)
+        tolerance = tolerance_for(peer.precision, str(sidecar.weights["kind"]), {})
+        try:
+            with runner:
+                source = str(artifacts.get(peer.source, sidecar.model))
+                verdicts.append((peer, check_runner(runner, source, peer.name, tolerance, sidecar, held, reference)))
+        except Exception as exc:  # a peer is someone else's runtime: report its failure, never fail the pipeline
+            log.debug("peer %s failed", peer.name, exc_info=True)
+            warnings.append(f"peer {peer.name} skipped: {str(exc).strip().splitlines()[0] if str(exc) else exc!r}")
+            continue
+        runners[peer.name] = runner
+    return runners, verdicts, tuple(warnings)
+
+
+def _peer_row(peer: Peer, verdict: ArtifactVerdict, timing: InterleavedResult) -> ReportRow:
+    out = verdict.parity.outputs[0]
+    return ReportRow(
+        name=peer.name,
+        artifact=verdict.artifact,
+        precision=peer.precision,
+        backend=peer.backend,
+        passed=verdict.passed,
+        cosine_min=out.cosine_min,
+        top1_agreement=out.top1_agreement,
+        top5_agreement=out.top5_agreement,
+        max_abs=out.max_abs,
+        accuracy=verdict.artifact_accuracy,
+        peer=True,
+        **_timing(timing, peer.name),
     )
 
 

@@ -22,6 +22,9 @@ def pipeline(
     threads: int | None = typer.Option(None, "--threads", help="Threads for torch and ONNX Runtime (default: all)."),
     duration: float = typer.Option(3.0, "--duration", help="Seconds of interleaved timing per batch size."),
     cpu_int8: bool = typer.Option(True, "--cpu-int8/--no-cpu-int8", help="Also build the ONNX Runtime U8S8 INT8."),
+    peers: bool = typer.Option(
+        False, "--peers", help="Also time OpenVINO (FP32, default, INT8) and torch.compile in the same rounds."
+    ),
     reports_dir: Path = typer.Option(Path("reports"), "--reports-dir", help="Where the report goes."),
     as_json: bool = typer.Option(False, "--json", help="Print the report JSON on stdout."),
 ) -> None:
@@ -30,14 +33,19 @@ def pipeline(
 
     from deploy.cli.options import parse_batches
     from deploy.harness.interleaved import InterleavedConfig
+    from deploy.harness.peers import available_peers
     from deploy.pipeline import PipelineConfig, run_pipeline
     from deploy.precision.calibration import DEFAULT_DIR, CalibrationConfig
 
     bench = InterleavedConfig(artifacts=(), batches=parse_batches(batch), duration_s=duration)
     if threads is not None:
         bench = dataclasses.replace(bench, threads=threads)
+    usable, unavailable = available_peers() if peers else ((), ())
+    for reason in unavailable:
+        stderr.print(f"[yellow]warning:[/yellow] peer {escape(reason)}", highlight=False)
     config = PipelineConfig(
         model=model,
+        peers=usable,
         weights=weights,
         calibration=CalibrationConfig(
             directory=calib_dir or DEFAULT_DIR, count=calib_count, explicit=calib_dir is not None

@@ -15,9 +15,14 @@ def weights_argument(sidecar: Sidecar) -> str:
     return str(weights["name"])
 
 
-def eager_runner(sidecar: Sidecar, *, device: str = "cpu") -> TorchRunner:
+def eager_runner(sidecar: Sidecar, *, device: str = "cpu", compiled: bool = False) -> TorchRunner:
+    """`compiled`: the same module through torch.compile (inductor), compiled lazily on the first calls."""
+    import torch
+
     from deploy.zoo import get_spec, load_model
 
     module = load_model(get_spec(sidecar.model), weights_argument(sidecar)).module
+    if compiled:
+        module = torch.compile(module.eval())  # type: ignore[assignment]
     inputs = (TensorMeta(sidecar.inputs[0].name, sidecar.inputs[0].shape, "float32"),)
     return TorchRunner(module, inputs=inputs, output_names=[o.name for o in sidecar.outputs], device=device)

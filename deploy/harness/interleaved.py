@@ -105,7 +105,10 @@ def run_interleaved(
     return samples, rounds
 
 
-def bench(config: InterleavedConfig, *, progress: Progress | None = None) -> InterleavedResult:
+def bench(
+    config: InterleavedConfig, *, progress: Progress | None = None, extra: Mapping[str, Runner] | None = None
+) -> InterleavedResult:
+    """`extra`: more runners (peers) timed in the same rounds, entered and left here like the artifacts' runners."""
     say = progress or (lambda _message: None)
     if not config.artifacts:
         raise BadInput("no artifacts to time", hint="pass export/MODEL.onnx or engines/MODEL.PRECISION.onnx files")
@@ -117,7 +120,7 @@ def bench(config: InterleavedConfig, *, progress: Progress | None = None) -> Int
         raise BadInput(f"artifacts of several models ({', '.join(sorted(models))})", hint="bench one model per run")
     first = next(iter(sidecars.values()))
     held = held_out_set(first, images=config.images, count=None)
-    runners = _runners(config, sidecars, first)
+    runners = _runners(config, sidecars, first) | dict(extra or {})
     results = []
     import torch
 

@@ -83,7 +83,7 @@ def verify(config: VerifyConfig, *, progress: Progress | None = None) -> VerifyR
         held = held_out_set(first, images=config.images, count=config.count)
         images_source, labelled = held.source, held.labels is not None
         say(f"{model}: eager PyTorch reference on {len(held.arrays)} held-out images ({held.source})")
-        reference = _eager_outputs(first, held)
+        reference = eager_outputs(first, held)
         for path, sidecar in group:
             say(f"{model}: running {path.name} with ONNX Runtime")
             verdicts.append(_verdict(path, sidecar, held, reference, config))
@@ -100,12 +100,12 @@ def _artifact_sidecar(path: Path) -> Sidecar:
     return load_sidecar(path)
 
 
-def _eager_outputs(sidecar: Sidecar, held: HeldOutSet) -> dict[str, np.ndarray]:
+def eager_outputs(sidecar: Sidecar, held: HeldOutSet) -> dict[str, np.ndarray]:
     with eager_runner(sidecar) as runner:
-        return _run_all(runner, sidecar, held)
+        return run_held_out(runner, sidecar, held)
 
 
-def _run_all(runner: Runner, sidecar: Sidecar, held: HeldOutSet) -> dict[str, np.ndarray]:
+def run_held_out(runner: Runner, sidecar: Sidecar, held: HeldOutSet) -> dict[str, np.ndarray]:
     name = sidecar.inputs[0].name
     batch = sidecar.batch.max if not sidecar.batch.dynamic else min(BATCH, sidecar.batch.max)
     parts: dict[str, list[np.ndarray]] = {}
@@ -126,19 +126,31 @@ def _verdict(
     reference: dict[str, np.ndarray],
     config: VerifyConfig,
 ) -> ArtifactVerdict:
-    from deploy.harness.compare import compare_outputs
-
-    precision = sidecar.precision["label"] if sidecar.precision else "fp32"
+    label = sidecar.precision["label"] if sidecar.precision else "fp32"
     tolerance = tolerance_for(sidecar.precision_name, str(sidecar.weights["kind"]), config.overrides)
     with runner_for(path) as runner:
-        candidate = _run_all(runner, sidecar, held)
-        backend = runner.name
+        return check_runner(runner, str(path), label, tolerance, sidecar, held, reference)
+
+
+def check_runner(
+    runner: Runner,
+    artifact: str,
+    label: str,
+    tolerance: Tolerance,
+    sidecar: Sidecar,
+    held: HeldOutSet,
+    reference: dict[str, np.ndarray],
+) -> ArtifactVerdict:
+    """Run an active runner over the held-out set and judge it against eager's outputs."""
+    from deploy.harness.compare import compare_outputs
+
+    candidate = run_held_out(runner, sidecar, held)
     parity = compare_outputs(
         reference,
         candidate,
         tolerance,
         reference_name="torch",
-        candidate_name=f"{backend}:{path.name}",
+        candidate_name=f"{runner.name}:{Path(artifact).name}",
         inputs=held.names,
     )
     eager_accuracy = artifact_accuracy = None
@@ -147,10 +159,10 @@ def _verdict(
         eager_accuracy = float((reference[out].argmax(axis=1) == held.labels).mean())
         artifact_accuracy = float((candidate[out].argmax(axis=1) == held.labels).mean())
     return ArtifactVerdict(
-        artifact=str(path),
+        artifact=artifact,
         model=sidecar.model,
-        precision=precision,
-        backend=backend,
+        precision=label,
+        backend=runner.name,
         tolerance=tolerance,
         parity=parity,
         samples=len(held.arrays),

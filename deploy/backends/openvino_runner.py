@@ -1,0 +1,68 @@
+"""OpenVINO on CPU behind the Runner interface: a peer that deploy's ONNX artifacts are timed against.
+
+OpenVINO reads the same ONNX files (the FP32 export, the U8S8 QDQ model, whose Q/DQ pairs it runs as INT8).
+`precision="f32"` pins true FP32; `None` keeps OpenVINO's default, which on AMX/AVX512-BF16 CPUs is BF16.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.backends.base import Runner, TensorMeta
+from deploy.errors import ArtifactError
+from deploy.lazy import require
+
+
+class OpenVinoRunner(Runner):
+    name = "openvino"
+
+    def __init__(self, model: Path, *, threads: int | None = None, precision: str | None = "f32") -> None:
+        super().__init__()
+        self.model = model
+        self.threads = threads
+        self.precision = precision
+        self._compiled: Any = None
+        self._request: Any = None
+
+    def activate(self) -> None:
+        openvino = require("openvino", purpose="OpenVINO peer timing")
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        if self.threads is not None:
+            config["INFERENCE_NUM_THREADS"] = self.threads
+        if self.precision is not None:
+            config["INFERENCE_PRECISION_HINT"] = self.precision
+        try:
+            core = openvino.Core()
+            self._compiled = core.compile_model(core.read_model(str(self.model)), "CPU", config)
+        except Exception as exc:  # OpenVINO raises untyped RuntimeErrors
+            raise ArtifactError(f"OpenVINO cannot compile {self.model}: {exc}", hint="rerun with --debug") from exc
+        self._request = self._compiled.create_infer_request()
+
+    def deactivate(self) -> None:
+        self._request = None
+        self._compiled = None
+
+    @property
+    def effective_precision(self) -> str:
+        """What OpenVINO actually computes in (bf16 when left to its default on AMX CPUs)."""
+        return str(self._compiled.get_property("INFERENCE_PRECISION_HINT")) if self._compiled else "unknown"
+
+    @property
+    def inputs(self) -> tuple[TensorMeta, ...]:
+        return tuple(TensorMeta(port.any_name, _shape(port), "float32") for port in self._compiled.inputs)
+
+    @property
+    def outputs(self) -> tuple[TensorMeta, ...]:
+        return tuple(TensorMeta(port.any_name, _shape(port), "float32") for port in self._compiled.outputs)
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = self._request.infer({name: np.ascontiguousarray(value) for name, value in feed.items()})
+        return {port.any_name: np.array(results[port], copy=True) for port in self._compiled.outputs}
+
+
+def _shape(port: Any) -> tuple[int | str, ...]:
+    return tuple(int(d.get_length()) if d.is_static else "batch" for d in port.get_partial_shape())
