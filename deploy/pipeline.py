@@ -27,7 +27,7 @@ from deploy.harness.verify import (
     tolerance_for,
     verify,
 )
-from deploy.precision.build import BuildConfig, BuildResult, Precision, build
+from deploy.precision.build import BuildConfig, BuildResult, Method, Precision, build
 from deploy.precision.calibration import CalibrationConfig
 from deploy.precision.int8 import CalibrationMethod, HighPrecision
 from deploy.sidecar import Sidecar, package_versions
@@ -45,7 +45,8 @@ class PipelineConfig:
     reports_dir: Path = Path("reports")
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     methods: tuple[CalibrationMethod, ...] = ("entropy", "max")
-    cpu_int8: bool = True  # also build ONNX Runtime's U8S8 INT8 (entropy), the fast CPU artifact
+    cpu_int8: bool = True  # also build ONNX Runtime's U8S8 INT8, the fast CPU artifact
+    cpu_method: Method = "entropy"
     high_precision: HighPrecision = "fp32"
     images: Path | None = None
     count: int | None = None
@@ -82,7 +83,7 @@ def run_pipeline(config: PipelineConfig, *, progress: Progress | None = None) ->
         precisions: tuple[Precision, ...] = ("fp32", "fp16", "int8") if index == 0 else ("int8",)
         recipes.append(dataclasses.replace(base, precisions=precisions, method=method))
     if config.cpu_int8:
-        recipes.append(dataclasses.replace(base, precisions=("int8",), method="entropy", target="cpu"))
+        recipes.append(dataclasses.replace(base, precisions=("int8",), method=config.cpu_method, target="cpu"))
     builds = [build(recipe, progress=say) for recipe in recipes]
     artifacts = tuple(a.path for result in builds for a in result.artifacts)
     plans = tuple(p.path for result in builds for p in result.plans)
@@ -179,7 +180,12 @@ def _peers(
     """Runners for the peers that can run here, each checked against eager on the held-out set first."""
     if not config.peers:
         return {}, [], ()
-    artifacts = {a.precision: a.path for result in builds for a in result.artifacts}
+    artifacts: dict[str, Path] = {}
+    for artifact in (a for result in builds for a in result.artifacts):
+        # Peers name their source by kind: "int8-cpu" is the CPU INT8 whatever its calibration method.
+        artifacts.setdefault(
+            "int8-cpu" if artifact.precision.startswith("int8-cpu") else artifact.precision, artifact.path
+        )
     held = held_out_set(sidecar, images=config.images, count=config.count)
     reference = eager_outputs(sidecar, held)
     runners: dict[str, Runner] = {}

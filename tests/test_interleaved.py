@@ -88,3 +88,15 @@ def test_bench_cli_json_and_bad_input(cli: CliRunner, lenet5_export: ExportResul
     for bad_batch in ("one", "0,8", ""):
         bad = cli.invoke(app, ["bench", str(lenet5_export.onnx_path), "--batch", bad_batch])
         assert bad.exit_code == BadInput.exit_code and "list of positive integers" in bad.output
+
+
+def test_bench_model_option_finds_the_models_artifacts(
+    cli: CliRunner, lenet5_export: ExportResult, tmp_path: Path
+) -> None:
+    export_dir = lenet5_export.onnx_path.parent
+    args = ["bench", "--model", "lenet5", "--export-dir", str(export_dir), "--engines-dir", str(tmp_path)]
+    result = cli.invoke(app, [*args, "--batch", "1", "--duration", "0.1", "--threads", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.stdout)["result"]["batches"][0]["latency"]) == {"eager", "lenet5.onnx"}
+    missing = cli.invoke(app, ["bench", "--model", "resnet18", "--export-dir", str(tmp_path)])
+    assert missing.exit_code == BadInput.exit_code and "deploy export resnet18" in missing.output

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from deploy.cli import app
 from deploy.errors import ArtifactError, BadInput
+from deploy.export import ExportResult
 from deploy.harness.bench import LatencyStats, latency_stats
 from deploy.harness.index import best_row
 from deploy.harness.interleaved import InterleavedConfig
@@ -166,3 +167,20 @@ def test_a_failing_peer_is_shown_but_does_not_fail_the_report(pipeline_run: Pipe
     assert with_broken.passed and "| fail |" in with_broken.to_markdown()
     ours_failing = dataclasses.replace(report, rows=(dataclasses.replace(report.rows[1], passed=False),))
     assert not ours_failing.passed
+
+
+@pytest.mark.slow
+def test_torch_compile_peer_matches_eager(lenet5_export: ExportResult) -> None:
+    """torch.compile (inductor) needs a C compiler and compiles for tens of seconds on 2 cores: slow suite."""
+    from deploy.harness.heldout import held_out_set
+    from deploy.harness.verify import check_runner, eager_outputs, tolerance_for
+
+    peer = next(p for p in CPU_PEERS if p.backend == "torch.compile")
+    sidecar = lenet5_export.sidecar
+    held = held_out_set(sidecar, images=None, count=64)
+    reference = eager_outputs(sidecar, held)
+    with peer.runner(sidecar, {}, threads=1) as runner:
+        verdict = check_runner(
+            runner, "lenet5", peer.name, tolerance_for("fp32", "digits", {}), sidecar, held, reference
+        )
+    assert verdict.passed and verdict.parity.outputs[0].top1_agreement == 1.0

@@ -167,3 +167,32 @@ def test_plans_build_run_and_match_eager(model: str, tmp_path: Path) -> None:
     module = load_model(get_spec(model), weights).module
     eager = measure_eager_cuda(module, name, feeds, BenchConfig(iterations=20, warmup_s=0.2, min_duration_s=0.2))
     assert eager.compute.p50_ms > 0
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_pipeline_times_plans_against_eager_cuda_with_gpu_stages(tmp_path: Path) -> None:
+    from deploy.harness.interleaved import InterleavedConfig
+    from deploy.pipeline import PipelineConfig, run_pipeline
+    from deploy.precision.calibration import CalibrationConfig
+
+    result = run_pipeline(
+        PipelineConfig(
+            model="lenet5",
+            export_dir=tmp_path / "export",
+            engines_dir=tmp_path / "engines",
+            reports_dir=tmp_path / "reports",
+            calibration=CalibrationConfig(directory=tmp_path / "calibration"),
+            methods=("entropy",),
+            bench=InterleavedConfig(artifacts=(), batches=(1, 8), duration_s=0.5, warmup_s=0.1),
+        )
+    )
+    rows = {row.name: row for row in result.report.rows}
+    assert {"eager", "eager-cuda", "fp32 plan", "fp16 plan", "int8 plan"} <= set(rows)
+    for name in ("fp32 plan", "fp16 plan", "int8 plan"):
+        plan = rows[name]
+        assert plan.passed and plan.backend == "tensorrt" and set(plan.speedup) == {1, 8}
+        stages = plan.gpu[1]
+        assert stages["compute"].p50_ms > 0 and stages["end_to_end"].p50_ms >= stages["compute"].p50_ms
+    assert rows["eager-cuda"].gpu[1]["compute"].p50_ms > 0
+    assert "## GPU stages (CUDA events)" in result.files.markdown.read_text()

@@ -12,7 +12,12 @@ from deploy.cli.output import print_json, progress_printer, stdout
 
 def bench(
     ctx: typer.Context,
-    artifacts: list[Path] = typer.Argument(..., help="Artifacts of one model (.onnx, .plan)."),
+    artifacts: list[Path] = typer.Argument(None, help="Artifacts of one model (.onnx, .plan)."),
+    model: str | None = typer.Option(
+        None, "--model", help="Time every artifact of this model found in --export-dir and --engines-dir."
+    ),
+    export_dir: Path = typer.Option(Path("export"), "--export-dir", help="Where --model looks for its export."),
+    engines_dir: Path = typer.Option(Path("engines"), "--engines-dir", help="Where --model looks for builds."),
     batch: str = typer.Option("1,8", "--batch", help="Comma-separated batch sizes."),
     threads: int | None = typer.Option(None, "--threads", help="Threads for torch and ONNX Runtime (default: all)."),
     duration: float = typer.Option(5.0, "--duration", help="Seconds of interleaved timing per batch size."),
@@ -25,9 +30,12 @@ def bench(
     import dataclasses
 
     from deploy.cli.options import parse_batches
-    from deploy.harness.interleaved import InterleavedConfig, onnxruntime_overhead
+    from deploy.harness.interleaved import InterleavedConfig, artifacts_of, onnxruntime_overhead
     from deploy.harness.interleaved import bench as run_bench
 
+    if model is not None:
+        artifacts = [*(artifacts or []), *artifacts_of(model, export_dir, engines_dir)]
+    artifacts = list(dict.fromkeys(artifacts or []))
     config = InterleavedConfig(
         artifacts=tuple(artifacts), batches=parse_batches(batch), duration_s=duration, images=images, eager=not no_eager
     )

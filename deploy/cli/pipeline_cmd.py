@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
 from deploy.cli.output import progress_printer, stderr, stdout
+
+if TYPE_CHECKING:
+    from deploy.precision.build import Method
 
 
 def pipeline(
@@ -22,6 +26,9 @@ def pipeline(
     threads: int | None = typer.Option(None, "--threads", help="Threads for torch and ONNX Runtime (default: all)."),
     duration: float = typer.Option(3.0, "--duration", help="Seconds of interleaved timing per batch size."),
     cpu_int8: bool = typer.Option(True, "--cpu-int8/--no-cpu-int8", help="Also build the ONNX Runtime U8S8 INT8."),
+    cpu_method: str = typer.Option(
+        "entropy", "--cpu-calib-method", help="Calibration of the CPU INT8: entropy, max or percentile."
+    ),
     peers: bool = typer.Option(
         False, "--peers", help="Also time OpenVINO (FP32, default, INT8) and torch.compile in the same rounds."
     ),
@@ -53,6 +60,7 @@ def pipeline(
         images=images,
         count=count,
         cpu_int8=cpu_int8,
+        cpu_method=_cpu_method(cpu_method),
         bench=bench,
         reports_dir=reports_dir,
     )
@@ -65,3 +73,11 @@ def pipeline(
     stdout.print(result.report.to_markdown(chart=None), highlight=False, markup=False)
     files = [result.files.markdown, result.files.json, result.files.png]
     stdout.print("\n".join(str(path) for path in files if path is not None), highlight=False)
+
+
+def _cpu_method(method: str) -> Method:
+    from deploy.errors import BadInput
+
+    if method not in ("entropy", "max", "percentile"):
+        raise BadInput(f"--cpu-calib-method {method!r} is unknown", hint="choose entropy, max or percentile")
+    return method  # type: ignore[return-value]

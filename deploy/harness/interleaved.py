@@ -156,6 +156,26 @@ def bench(
     return InterleavedResult(first.model, config.threads, cpu_name(), os.cpu_count(), tuple(results))
 
 
+def artifacts_of(model: str, export_dir: Path, engines_dir: Path) -> tuple[Path, ...]:
+    """Every artifact of `model` with a sidecar: its export, its typed ONNX builds and its plans."""
+    from deploy.sidecar import sidecar_path
+    from deploy.zoo import get_spec
+
+    name = get_spec(model).name
+    found = [
+        export_dir / f"{name}.onnx",
+        *sorted(engines_dir.glob(f"{name}.*.onnx")),
+        *sorted(engines_dir.glob(f"{name}.*.plan")),
+    ]
+    found = [path for path in found if path.is_file() and sidecar_path(path).is_file()]
+    if not found:
+        raise BadInput(
+            f"no artifacts of {name} in {export_dir} or {engines_dir}",
+            hint=f"run `deploy export {name}` and `deploy build {name}` first, or pass the files",
+        )
+    return tuple(found)
+
+
 def _runners(config: InterleavedConfig, sidecars: dict[Path, Sidecar], first: Sidecar) -> dict[str, Runner]:
     runners: dict[str, Runner] = {}
     if config.eager:
