@@ -184,3 +184,15 @@ def test_torch_compile_peer_matches_eager(lenet5_export: ExportResult) -> None:
             runner, "lenet5", peer.name, tolerance_for("fp32", "digits", {}), sidecar, held, reference
         )
     assert verdict.passed and verdict.parity.outputs[0].top1_agreement == 1.0
+
+
+def test_benchmark_summary_states_the_targets_from_the_report(pipeline_run: PipelineResult) -> None:
+    from benchmarks.cpu_peers import summary
+
+    report = pipeline_run.report
+    text = summary(report)
+    fp32 = next(r for r in report.rows if r.name == "fp32")
+    cpu_int8 = next(r for r in report.rows if r.name == "int8-cpu")
+    assert f"ONNX FP32 vs eager: {fp32.speedup[1].median:.2f}×" in text
+    assert f"CPU INT8 vs ONNX FP32: {fp32.latency[1].p50_ms / cpu_int8.latency[1].p50_ms:.2f}×" in text
+    assert "best ours (" in text and "best peer (openvino-" in text
