@@ -139,7 +139,6 @@ def _report(
     ]
     for path, label, size, seconds in built:
         verdict = verdicts[path.name]
-        out = verdict.parity.outputs[0]
         rows.append(
             ReportRow(
                 name=label,
@@ -148,12 +147,7 @@ def _report(
                 backend=verdict.backend,
                 size_bytes=size,
                 build_seconds=round(seconds, 3),
-                passed=verdict.passed,
-                cosine_min=out.cosine_min,
-                top1_agreement=out.top1_agreement,
-                top5_agreement=out.top5_agreement,
-                max_abs=out.max_abs,
-                accuracy=verdict.artifact_accuracy,
+                **_parity(verdict),
                 **_timing(timing, path.name),
             )
         )
@@ -211,21 +205,28 @@ def _peers(
 
 
 def _peer_row(peer: Peer, verdict: ArtifactVerdict, timing: InterleavedResult) -> ReportRow:
-    out = verdict.parity.outputs[0]
     return ReportRow(
         name=peer.name,
         artifact=verdict.artifact,
         precision=peer.precision,
         backend=peer.backend,
-        passed=verdict.passed,
-        cosine_min=out.cosine_min,
-        top1_agreement=out.top1_agreement,
-        top5_agreement=out.top5_agreement,
-        max_abs=out.max_abs,
-        accuracy=verdict.artifact_accuracy,
         peer=True,
+        **_parity(verdict),
         **_timing(timing, peer.name),
     )
+
+
+def _parity(verdict: ArtifactVerdict) -> dict[str, Any]:
+    """A verdict against eager as ReportRow fields (the first output: these models have one)."""
+    out = verdict.parity.outputs[0]
+    return {
+        "passed": verdict.passed,
+        "cosine_min": out.cosine_min,
+        "top1_agreement": out.top1_agreement,
+        "top5_agreement": out.top5_agreement,
+        "max_abs": out.max_abs,
+        "accuracy": verdict.artifact_accuracy,
+    }
 
 
 def _timing(timing: InterleavedResult, name: str) -> dict[str, Any]:

@@ -250,22 +250,25 @@ def _calibration_details(calib: CalibrationSet, cache: Path, key: str, reused: b
     }
 
 
+def _quantizer_inputs(source: Path, sidecar: Sidecar, calib: CalibrationSet, config: BuildConfig) -> dict[str, Any]:
+    """What both INT8 recipes take about the model, its data and the cache."""
+    chw = tuple(int(d) for d in sidecar.inputs[0].shape[1:])
+    return {
+        "model_name": source.stem,
+        "source_sha256": sidecar.sha256,
+        "input_name": sidecar.inputs[0].name,
+        "input_chw": (chw[0], chw[1], chw[2]),
+        "static_batch": None if sidecar.batch.dynamic else sidecar.batch.max,
+        "calibration": calib,
+        "cache_dir": config.calibration.directory,
+        "recalibrate": config.recalibrate,
+    }
+
+
 def _cpu_int8(source: Path, sidecar: Sidecar, calib: CalibrationSet, config: BuildConfig, tmp: Path) -> dict[str, Any]:
     from deploy.precision.cpu_int8 import HISTOGRAM_BINS, quantize_cpu_int8
 
-    chw = tuple(int(d) for d in sidecar.inputs[0].shape[1:])
-    result = quantize_cpu_int8(
-        source,
-        model_name=source.stem,
-        source_sha256=sidecar.sha256,
-        input_name=sidecar.inputs[0].name,
-        input_chw=(chw[0], chw[1], chw[2]),
-        static_batch=None if sidecar.batch.dynamic else sidecar.batch.max,
-        calibration=calib,
-        method=config.method,
-        cache_dir=config.calibration.directory,
-        recalibrate=config.recalibrate,
-    )
+    result = quantize_cpu_int8(source, method=config.method, **_quantizer_inputs(source, sidecar, calib, config))
     onnx.save_model(result.model, tmp)
     warnings = list(result.warnings)
     if not result.integer_kernels:
@@ -290,19 +293,11 @@ def _int8(source: Path, sidecar: Sidecar, calib: CalibrationSet, config: BuildCo
     from deploy.precision.int8 import quantize_int8
 
     assert config.method != "percentile"  # refused in build()
-    chw = tuple(int(d) for d in sidecar.inputs[0].shape[1:])
     result = quantize_int8(
         source,
-        model_name=source.stem,
-        source_sha256=sidecar.sha256,
-        input_name=sidecar.inputs[0].name,
-        input_chw=(chw[0], chw[1], chw[2]),
-        static_batch=None if sidecar.batch.dynamic else sidecar.batch.max,
-        calibration=calib,
         method=config.method,
         high_precision=config.high_precision,
-        cache_dir=config.calibration.directory,
-        recalibrate=config.recalibrate,
+        **_quantizer_inputs(source, sidecar, calib, config),
     )
     onnx.save_model(result.model, tmp)
     warnings = list(result.warnings)
