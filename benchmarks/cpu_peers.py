@@ -16,12 +16,14 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from deploy.cli.options import parse_batches
 from deploy.errors import DeployError, ParityError
 from deploy.harness.index import best_row, render_reports
 from deploy.harness.interleaved import InterleavedConfig
 from deploy.harness.peers import available_peers
 from deploy.harness.report import Report, ReportRow
 from deploy.pipeline import PipelineConfig, run_pipeline
+from deploy.zoo import get_spec
 
 TARGETS = {"onnx_fp32_vs_eager": 2.0, "cpu_int8_vs_onnx_fp32": 3.0, "best_ours_vs_best_peer": 1.0}
 
@@ -40,12 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     peers, unavailable = available_peers()
     for reason in unavailable:
         print(f"peer skipped: {reason}", file=sys.stderr)
-    bench = InterleavedConfig(
-        artifacts=(), batches=tuple(int(b) for b in args.batch.split(",")), duration_s=args.duration
-    )
+    bench = InterleavedConfig(artifacts=(), batches=parse_batches(args.batch), duration_s=args.duration)
     if args.threads:
         bench = dataclasses.replace(bench, threads=args.threads)
-    for model in args.models:
+    done = 0
+    for requested in args.models:
+        try:
+            model = get_spec(requested).name
+        except DeployError as exc:
+            print(f"{requested}: {exc.message} ({exc.hint})", file=sys.stderr)
+            continue
         config = PipelineConfig(
             model=model,
             weights=args.weights,
@@ -62,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{model}: {exc.message} ({exc.hint})", file=sys.stderr)
             continue
         print(summary(Report.read(args.reports_dir / model / "report.json")))
+        done += 1
+    if not done:
+        return 1
     render_reports(args.reports_dir, every=True)
     return 0
 
@@ -115,4 +124,8 @@ def _ratio(slower: ReportRow | None, faster: ReportRow | None, batch: int) -> fl
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except DeployError as exc:  # bad options: one line and the fix, like the CLI
+        print(f"error: {exc.message}\nfix: {exc.hint}", file=sys.stderr)
+        sys.exit(exc.exit_code)

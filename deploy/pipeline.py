@@ -15,7 +15,13 @@ from deploy.errors import ParityError
 from deploy.export import ExportConfig, ExportResult, export_model
 from deploy.harness.bench import Overhead
 from deploy.harness.heldout import held_out_set
-from deploy.harness.interleaved import InterleavedConfig, InterleavedResult, bench, onnxruntime_overhead
+from deploy.harness.interleaved import (
+    InterleavedConfig,
+    InterleavedResult,
+    bench,
+    check_settings,
+    onnxruntime_overhead,
+)
 from deploy.harness.peers import Peer
 from deploy.harness.report import BenchSettings, Report, ReportFiles, ReportRow, environment
 from deploy.harness.verify import (
@@ -68,6 +74,7 @@ class PipelineResult:
 
 def run_pipeline(config: PipelineConfig, *, progress: Progress | None = None) -> PipelineResult:
     say = progress or (lambda _message: None)
+    check_settings(config.bench)
     exported = export_model(
         ExportConfig(model=config.model, weights=config.weights, out_dir=config.export_dir), progress=say
     )
@@ -152,7 +159,9 @@ def _report(
             )
         )
     warnings = tuple(dict.fromkeys(w for result in builds for w in result.warnings))
-    versions = package_versions("torch", "onnx", "onnxruntime-gpu", "onnxruntime", "nvidia-modelopt", "tensorrt")
+    versions = package_versions(
+        "torch", "onnx", "onnxruntime-gpu", "onnxruntime", "nvidia-modelopt", "tensorrt", "openvino"
+    )
     bench = config.bench
     return Report(
         model=source.model,

@@ -76,3 +76,10 @@ def test_bad_build_and_verify_input(cli: CliRunner, workdir: Path, args: list[st
     assert result.exit_code == BadInput.exit_code, result.output
     assert message in result.output and "Traceback" not in result.output
     assert not list(workdir.glob("engines/*.onnx"))  # nothing half-built
+
+
+def test_pipeline_refuses_bad_timing_settings_before_any_work(cli: CliRunner, workdir: Path) -> None:
+    for args, named in ((["--duration", "0"], "--duration 0"), (["--threads", "0"], "--threads 0")):
+        result = cli.invoke(app, ["pipeline", "lenet5", *args])
+        assert result.exit_code == BadInput.exit_code and named in result.output
+    assert not (workdir / "export").exists() and not (workdir / "engines").exists()

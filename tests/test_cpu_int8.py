@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 import deploy.precision.calibration as calibration_module
 from deploy.cli import app
 from deploy.errors import BadInput
-from deploy.export import ExportResult
+from deploy.export import ExportConfig, ExportResult, export_model
 from deploy.harness.verify import VerifyConfig, verify
 from deploy.precision.build import BuildConfig, BuiltArtifact, build
 from deploy.precision.calibration import CalibrationConfig
@@ -118,6 +118,30 @@ def test_corrupt_range_cache_is_recalibrated_with_a_warning(lenet5_export: Expor
     assert result.artifacts[0].reused_calibration is False
     assert any("not a readable range cache" in w for w in result.warnings)
     assert json.loads(cache.read_text())["ranges"]
+
+
+def test_cache_from_another_ort_graph_is_recalibrated_with_a_warning(
+    lenet5_export: ExportResult, tmp_path: Path
+) -> None:
+    config = _config(lenet5_export, tmp_path, "max")
+    first = build(config).artifacts[0]
+    cache = Path(first.sidecar.precision["calibration"]["cache"])  # type: ignore[index]
+    stale = json.loads(cache.read_text()) | {"graph_sha256": "0" * 64}  # as if written by another onnxruntime
+    cache.write_text(json.dumps(stale))
+    result = build(config)
+    assert result.artifacts[0].reused_calibration is False
+    assert any("another ONNX Runtime graph" in w for w in result.warnings)
+    assert json.loads(cache.read_text())["graph_sha256"] != "0" * 64
+    assert result.artifacts[0].sidecar.sha256 == first.sidecar.sha256
+
+
+def test_static_batch_export_gets_a_working_cpu_int8(tmp_path: Path) -> None:
+    export = export_model(ExportConfig(model="lenet5", out_dir=tmp_path / "export", static=True, static_batch=4))
+    artifact = build(_config(export, tmp_path, "max")).artifacts[0]
+    record = artifact.sidecar.precision["calibration"]  # type: ignore[index]
+    assert record["images_used"] == record["count"] - record["count"] % 4
+    verdict = verify(VerifyConfig(artifacts=(artifact.path,), count=40)).verdicts[0]
+    assert verdict.passed, verdict.parity.summary()
 
 
 def test_same_ranges_in_a_process_where_modelopt_already_quantized(

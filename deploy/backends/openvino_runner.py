@@ -6,7 +6,7 @@ OpenVINO reads the same ONNX files (the FP32 export, the U8S8 QDQ model, whose Q
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,17 @@ from deploy.lazy import require
 class OpenVinoRunner(Runner):
     name = "openvino"
 
-    def __init__(self, model: Path, *, threads: int | None = None, precision: str | None = "f32") -> None:
+    def __init__(
+        self,
+        model: Path,
+        *,
+        threads: int | None = None,
+        precision: str | None = "f32",
+        output_names: Sequence[str] = (),
+    ) -> None:
         super().__init__()
         self.model = model
+        self.output_names = tuple(output_names)  # the ONNX names callers key outputs by
         self.threads = threads
         self.precision = precision
         self._compiled: Any = None
@@ -57,11 +65,15 @@ class OpenVinoRunner(Runner):
 
     @property
     def outputs(self) -> tuple[TensorMeta, ...]:
-        return tuple(TensorMeta(port.any_name, _shape(port), "float32") for port in self._compiled.outputs)
+        return tuple(TensorMeta(self._name(port), _shape(port), "float32") for port in self._compiled.outputs)
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = self._request.infer({name: np.ascontiguousarray(value) for name, value in feed.items()})
-        return {port.any_name: np.array(results[port], copy=True) for port in self._compiled.outputs}
+        return {self._name(port): np.array(results[port], copy=True) for port in self._compiled.outputs}
+
+    def _name(self, port: Any) -> str:
+        """The ONNX output name: OpenVINO may give a tensor several names (folded nodes) and call any of them first."""
+        return next((name for name in self.output_names if name in port.get_names()), port.any_name)
 
 
 def _shape(port: Any) -> tuple[int | str, ...]:

@@ -112,8 +112,7 @@ def bench(
     say = progress or (lambda _message: None)
     if not config.artifacts:
         raise BadInput("no artifacts to time", hint="pass export/MODEL.onnx or engines/MODEL.PRECISION.onnx files")
-    if any(b < 1 for b in config.batches) or config.threads < 1 or config.duration_s <= 0:
-        raise BadInput("batch sizes, --threads and --duration must be positive", hint="e.g. --batch 1,8 --threads 2")
+    check_settings(config)
     sidecars = {path: load_sidecar(path) for path in config.artifacts}
     models = {sidecar.model for sidecar in sidecars.values()}
     if len(models) != 1:
@@ -154,6 +153,16 @@ def bench(
     finally:
         torch.set_num_threads(previous)
     return InterleavedResult(first.model, config.threads, cpu_name(), os.cpu_count(), tuple(results))
+
+
+def check_settings(config: InterleavedConfig) -> None:
+    """Refuse impossible timing settings before any work starts (the pipeline calls this before exporting)."""
+    if not config.batches or any(b < 1 for b in config.batches):
+        raise BadInput(f"batch sizes {list(config.batches)} must be positive", hint="e.g. --batch 1,8")
+    if config.threads < 1:
+        raise BadInput(f"--threads {config.threads} must be at least 1", hint="e.g. --threads 2")
+    if config.duration_s <= 0:
+        raise BadInput(f"--duration {config.duration_s:g} must be positive", hint="e.g. --duration 3")
 
 
 def artifacts_of(model: str, export_dir: Path, engines_dir: Path) -> tuple[Path, ...]:

@@ -1,12 +1,13 @@
 """Peers: other ways to run the same model on CPU (OpenVINO FP32/BF16/INT8, torch.compile), timed beside deploy's
 artifacts in the same interleaved rounds and checked against eager like them, so "our best vs the best peer" is
 one measurement. Used by `deploy pipeline --peers` and benchmarks/cpu_peers.py; each needs the `bench` extra or a
-C compiler, and a peer that cannot run here is skipped with the reason.
+C++ compiler, and a peer that cannot run here is skipped with the reason.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,7 +35,12 @@ class Peer:
             return eager_runner(sidecar, compiled=True)
         from deploy.backends.openvino_runner import OpenVinoRunner
 
-        return OpenVinoRunner(artifacts[self.source], threads=threads, precision=self.openvino_precision)
+        return OpenVinoRunner(
+            artifacts[self.source],
+            threads=threads,
+            precision=self.openvino_precision,
+            output_names=[o.name for o in sidecar.outputs],
+        )
 
 
 CPU_PEERS = (
@@ -52,8 +58,8 @@ def available_peers() -> tuple[tuple[Peer, ...], tuple[str, ...]]:
     for peer in CPU_PEERS:
         if peer.backend == "openvino" and importlib.util.find_spec("openvino") is None:
             skipped.append(f'{peer.name}: OpenVINO is not installed (pip install -e ".[bench]")')
-        elif peer.backend == "torch.compile" and shutil.which("cc") is None and shutil.which("gcc") is None:
-            skipped.append(f"{peer.name}: torch.compile's CPU backend needs a C compiler (cc/gcc), none found")
+        elif peer.backend == "torch.compile" and shutil.which(os.environ.get("CXX", "g++")) is None:
+            skipped.append(f"{peer.name}: torch.compile's CPU backend (inductor) needs a C++ compiler ($CXX or g++)")
         else:
             usable.append(peer)
     return tuple(usable), tuple(skipped)

@@ -114,9 +114,10 @@ class Report:
     def read(cls, path: Path) -> Report:
         try:
             text = path.read_text(encoding="utf-8")
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise ArtifactError(
-                f"cannot read report {path}: {exc.strerror or exc}",
+                f"cannot read report {path}: {reason}",
                 hint="run `deploy pipeline MODEL` first, or point --reports-dir at the folder that holds it",
             ) from exc
         return cls.from_json(text, source=path)

@@ -284,7 +284,8 @@ def _cpu_int8(source: Path, sidecar: Sidecar, calib: CalibrationSet, config: Bui
         "activation_ranges": result.ranges,
         "quantized_nodes": len(result.quantized_nodes),
         "integer_kernels": result.integer_kernels,
-        "calibration": _calibration_details(calib, result.cache_path, result.cache_key, result.reused_cache),
+        "calibration": _calibration_details(calib, result.cache_path, result.cache_key, result.reused_cache)
+        | {"images_used": result.images_used},
         "warnings": warnings,
     }
 

@@ -11,6 +11,7 @@ KL search return the full range, i.e. min-max; we use 2048 bins like TensorRT. T
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import subprocess
@@ -36,7 +37,8 @@ QUANTIZED_BINS = 128
 PERCENTILE = 99.999
 CALIBRATION_BATCH = 8
 BATCHES_PER_PASS = 4  # histograms merge pass by pass: memory stays bounded for 500 images of VGG16
-CACHE_SCHEMA = "deploy.cpu-int8-ranges/1"
+CACHE_SCHEMA = "deploy.cpu-int8-ranges/2"
+STALE_CACHE_EXIT = 3  # the worker's answer when cached ranges belong to another pre-processed graph
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,14 @@ class CpuInt8Result:
     ranges: int
     quantized_nodes: tuple[str, ...]
     integer_kernels: bool
+    images_used: int | None  # calibration images in whole batches; None when the cache was reused
     warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RangeCache:
+    ranges: dict[str, tuple[float, float]]
+    graph_sha256: str  # the graph ORT's pre-processing made: the tensor names the ranges belong to
 
 
 def cpu_cache_path(directory: Path, model: str, key: CacheKey) -> Path:
@@ -71,29 +80,39 @@ def quantize_cpu_int8(
     key = CacheKey(source_sha256, calibration.digest, f"cpu-{method}")
     cache = cpu_cache_path(cache_dir, model_name, key)
     warnings: list[str] = []
-    ranges = None
+    cached: RangeCache | None = None
     if cache.is_file() and not recalibrate:
         try:
-            ranges = _read_ranges(cache)
+            cached = _read_cache(cache)
         except ValueError as exc:
             warnings.append(f"{cache} is not a readable range cache ({exc}); recalibrating and replacing it")
-    reused = ranges is not None
+    batch = static_batch or CALIBRATION_BATCH
+    images_used: int | None = None
     with tempfile.TemporaryDirectory(prefix="deploy-cpu-int8-") as scratch_name:
         scratch = Path(scratch_name)
-        job = Job(source=str(source), scratch=scratch_name, input_name=input_name, method=method, calibrate=not reused)
-        batch = static_batch or CALIBRATION_BATCH
-        if ranges is None:
-            np.save(scratch / "calibration.npy", _batched(calibration.arrays(), batch))
-        else:
+        job = Job(source=str(source), scratch=scratch_name, input_name=input_name, method=method, calibrate=False)
+        if cached is not None:
             # The quantizer needs one batch to lay out the graph; the cached ranges replace what it measures, so no
             # calibration image is decoded.
             layout = np.random.default_rng(0).standard_normal((1, batch, *input_chw)).astype(np.float32)
             np.save(scratch / "calibration.npy", layout)
-            (scratch / "ranges.json").write_text(json.dumps(ranges), encoding="utf-8")
-        _run_isolated(job)
-        if ranges is None:
+            (scratch / "ranges.json").write_text(json.dumps(cached.ranges), encoding="utf-8")
+            if not _run_isolated(dataclasses.replace(job, graph_sha256=cached.graph_sha256)):
+                warnings.append(
+                    f"{cache} was calibrated on another ONNX Runtime graph of this model (a different onnxruntime "
+                    "version?); recalibrating and replacing it"
+                )
+                cached = None
+        if cached is None:
+            batches = _batched(calibration.arrays(), batch)
+            images_used = min(batches.shape[0] * batch, calibration.count)
+            np.save(scratch / "calibration.npy", batches)
+            _run_isolated(dataclasses.replace(job, calibrate=True))
             ranges = _parse_ranges(json.loads((scratch / "ranges.json").read_text(encoding="utf-8")))
-            _write_ranges(cache, ranges, method, calibration.digest)
+            graph = (scratch / "graph.sha256").read_text(encoding="ascii").strip()
+            _write_cache(cache, RangeCache(ranges, graph), method, calibration.digest)
+        else:
+            ranges = cached.ranges
         model = onnx.load(scratch / "quantized.onnx")
     quantized = tuple(
         node.name
@@ -106,7 +125,15 @@ def quantize_cpu_int8(
             hint="the model may have no quantizable layers; keep the FP32 artifact",
         )
     return CpuInt8Result(
-        model, cache, key.digest, reused, len(ranges), quantized, integer_kernels_available(), tuple(warnings)
+        model=model,
+        cache_path=cache,
+        cache_key=key.digest,
+        reused_cache=cached is not None,
+        ranges=len(ranges),
+        quantized_nodes=quantized,
+        integer_kernels=integer_kernels_available(),
+        images_used=images_used,
+        warnings=tuple(warnings),
     )
 
 
@@ -128,9 +155,10 @@ class Job:
     input_name: str
     method: str
     calibrate: bool
+    graph_sha256: str | None = None  # with cached ranges: the pre-processed graph they were measured on
 
 
-def _run_isolated(job: Job) -> None:
+def _run_isolated(job: Job) -> bool:
     """Run ONNX Runtime's quantization in a fresh interpreter.
 
     ModelOpt monkey-patches onnxruntime.quantization for the rest of the process the first time it quantizes
@@ -143,6 +171,8 @@ def _run_isolated(job: Job) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "deploy.precision.cpu_int8", str(spec)], capture_output=True, text=True, check=False
     )
+    if done.returncode == STALE_CACHE_EXIT:
+        return False
     if done.returncode != 0:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
         log.debug("CPU INT8 worker stderr:\n%s", done.stderr)
@@ -150,6 +180,7 @@ def _run_isolated(job: Job) -> None:
             f"ONNX Runtime INT8 quantization of {job.source} failed: {lines[-1] if lines else done.returncode}",
             hint="rerun with --debug to see the quantizer's output",
         )
+    return True
 
 
 def _work(job: Job) -> None:
@@ -159,6 +190,10 @@ def _work(job: Job) -> None:
     scratch = Path(job.scratch)
     prepared = scratch / "prepared.onnx"
     shape_inference.quant_pre_process(job.source, str(prepared))
+    graph = hashlib.sha256(prepared.read_bytes()).hexdigest()
+    (scratch / "graph.sha256").write_text(graph, encoding="ascii")
+    if not job.calibrate and job.graph_sha256 != graph:
+        sys.exit(STALE_CACHE_EXIT)
     data = np.load(scratch / "calibration.npy")
     if job.calibrate:
         ranges = _calibrate(calibrate, prepared, scratch, job.input_name, data, job.method)
@@ -232,23 +267,29 @@ def _parse_ranges(raw: dict[str, Any]) -> dict[str, tuple[float, float]]:
     return {name: (float(low), float(high)) for name, (low, high) in raw.items()}
 
 
-def _read_ranges(path: Path) -> dict[str, tuple[float, float]]:
+def _read_cache(path: Path) -> RangeCache:
     """The cached activation ranges; ValueError when the file cannot be used."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("schema") != CACHE_SCHEMA:
             raise ValueError(f"schema {data.get('schema')!r}")
-        ranges = _parse_ranges(data["ranges"])
+        cache = RangeCache(_parse_ranges(data["ranges"]), str(data["graph_sha256"]))
     except (OSError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(str(exc)) from exc
-    if not ranges or any(not low <= high for low, high in ranges.values()):
+    if not cache.ranges or any(not low <= high for low, high in cache.ranges.values()):
         raise ValueError("no usable ranges")
-    return ranges
+    return cache
 
 
-def _write_ranges(path: Path, ranges: dict[str, tuple[float, float]], method: str, digest: str) -> None:
+def _write_cache(path: Path, cache: RangeCache, method: str, digest: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"schema": CACHE_SCHEMA, "method": method, "calibration_digest": digest, "ranges": ranges}
+    payload = {
+        "schema": CACHE_SCHEMA,
+        "method": method,
+        "calibration_digest": digest,
+        "graph_sha256": cache.graph_sha256,
+        "ranges": cache.ranges,
+    }
     with Staging() as staging:
         staging.path_for(path).write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         staging.commit()
