@@ -28,6 +28,7 @@ from deploy.errors import ExportFailed
 from deploy.files import Staging
 from deploy.precision.cache import CacheKey
 from deploy.precision.calibration import CalibrationSet
+from deploy.precision.typing_info import quantized_nodes
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +115,7 @@ def quantize_cpu_int8(
         else:
             ranges = cached.ranges
         model = onnx.load(scratch / "quantized.onnx")
-    quantized = tuple(
-        node.name
-        for node in model.graph.node
-        if node.op_type in {"Conv", "Gemm", "MatMul"} and _fed_by_dequantize(model, node)
-    )
+    quantized = quantized_nodes(model)
     if not quantized:
         raise ExportFailed(
             f"ONNX Runtime quantized no Conv/Gemm/MatMul layer of {source}",
@@ -256,11 +253,6 @@ class _Reader:
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._feeds, None)
-
-
-def _fed_by_dequantize(model: onnx.ModelProto, node: onnx.NodeProto) -> bool:
-    producers = {output: n.op_type for n in model.graph.node for output in n.output}
-    return producers.get(node.input[0]) == "DequantizeLinear"
 
 
 def _parse_ranges(raw: dict[str, Any]) -> dict[str, tuple[float, float]]:
