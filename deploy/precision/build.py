@@ -20,7 +20,7 @@ from deploy.backends.tensorrt.build import HardwareCompatibility, PlanConfig, Pl
 from deploy.backends.tensorrt.gpu import gpu_info
 from deploy.errors import BadInput, MissingDependency
 from deploy.files import Staging, ensure_writable_dir, sha256_file
-from deploy.precision.calibration import CalibrationConfig, CalibrationSet, calibration_set
+from deploy.precision.calibration import CalibrationConfig, CalibrationSet, Int8Source, calibration_set
 from deploy.precision.int8 import HighPrecision
 from deploy.precision.modelopt_run import modelopt_version
 from deploy.precision.typing_info import initializer_types
@@ -250,25 +250,25 @@ def _calibration_details(calib: CalibrationSet, cache: Path, key: str, reused: b
     }
 
 
-def _quantizer_inputs(source: Path, sidecar: Sidecar, calib: CalibrationSet, config: BuildConfig) -> dict[str, Any]:
-    """What both INT8 recipes take about the model, its data and the cache."""
+def _int8_source(source: Path, sidecar: Sidecar, calib: CalibrationSet, config: BuildConfig) -> Int8Source:
     chw = tuple(int(d) for d in sidecar.inputs[0].shape[1:])
-    return {
-        "model_name": source.stem,
-        "source_sha256": sidecar.sha256,
-        "input_name": sidecar.inputs[0].name,
-        "input_chw": (chw[0], chw[1], chw[2]),
-        "static_batch": None if sidecar.batch.dynamic else sidecar.batch.max,
-        "calibration": calib,
-        "cache_dir": config.calibration.directory,
-        "recalibrate": config.recalibrate,
-    }
+    return Int8Source(
+        onnx=source,
+        model_name=source.stem,
+        onnx_sha256=sidecar.sha256,
+        input_name=sidecar.inputs[0].name,
+        input_chw=(chw[0], chw[1], chw[2]),
+        static_batch=None if sidecar.batch.dynamic else sidecar.batch.max,
+        calibration=calib,
+        cache_dir=config.calibration.directory,
+        recalibrate=config.recalibrate,
+    )
 
 
 def _cpu_int8(source: Path, sidecar: Sidecar, calib: CalibrationSet, config: BuildConfig, tmp: Path) -> dict[str, Any]:
     from deploy.precision.cpu_int8 import HISTOGRAM_BINS, quantize_cpu_int8
 
-    result = quantize_cpu_int8(source, method=config.method, **_quantizer_inputs(source, sidecar, calib, config))
+    result = quantize_cpu_int8(_int8_source(source, sidecar, calib, config), method=config.method)
     onnx.save_model(result.model, tmp)
     warnings = list(result.warnings)
     if not result.integer_kernels:
@@ -295,10 +295,7 @@ def _int8(source: Path, sidecar: Sidecar, calib: CalibrationSet, config: BuildCo
 
     assert config.method != "percentile"  # refused in build()
     result = quantize_int8(
-        source,
-        method=config.method,
-        high_precision=config.high_precision,
-        **_quantizer_inputs(source, sidecar, calib, config),
+        _int8_source(source, sidecar, calib, config), method=config.method, high_precision=config.high_precision
     )
     onnx.save_model(result.model, tmp)
     warnings = list(result.warnings)

@@ -51,6 +51,21 @@ class CalibrationSet:
         return self._loader()
 
 
+@dataclass(frozen=True)
+class Int8Source:
+    """What both INT8 recipes (TensorRT Q/DQ and CPU U8S8) take: the model, its calibration data, the cache."""
+
+    onnx: Path
+    model_name: str
+    onnx_sha256: str
+    input_name: str
+    input_chw: tuple[int, int, int]
+    static_batch: int | None
+    calibration: CalibrationSet
+    cache_dir: Path
+    recalibrate: bool
+
+
 def calibration_set(prep: Preprocessing, sample_set: SampleSet, config: CalibrationConfig) -> CalibrationSet:
     if config.count < 1:
         raise BadInput(f"--calib-count {config.count} must be at least 1", hint="pass --calib-count 500")

@@ -27,7 +27,7 @@ import onnx
 from deploy.errors import ExportFailed
 from deploy.files import Staging
 from deploy.precision.cache import CacheKey
-from deploy.precision.calibration import CalibrationSet
+from deploy.precision.calibration import Int8Source
 from deploy.precision.typing_info import quantized_nodes
 
 log = logging.getLogger(__name__)
@@ -65,60 +65,50 @@ def cpu_cache_path(directory: Path, model: str, key: CacheKey) -> Path:
     return directory / f"{model}.int8-{key.method}.{key.digest}.json"
 
 
-def quantize_cpu_int8(
-    source: Path,
-    *,
-    model_name: str,
-    source_sha256: str,
-    input_name: str,
-    input_chw: tuple[int, int, int],
-    static_batch: int | None,
-    calibration: CalibrationSet,
-    method: CpuMethod,
-    cache_dir: Path,
-    recalibrate: bool,
-) -> CpuInt8Result:
-    key = CacheKey(source_sha256, calibration.digest, f"cpu-{method}")
-    cache = cpu_cache_path(cache_dir, model_name, key)
+def quantize_cpu_int8(job: Int8Source, *, method: CpuMethod) -> CpuInt8Result:
+    key = CacheKey(job.onnx_sha256, job.calibration.digest, f"cpu-{method}")
+    cache = cpu_cache_path(job.cache_dir, job.model_name, key)
     warnings: list[str] = []
     cached: RangeCache | None = None
-    if cache.is_file() and not recalibrate:
+    if cache.is_file() and not job.recalibrate:
         try:
             cached = _read_cache(cache)
         except ValueError as exc:
             warnings.append(f"{cache} is not a readable range cache ({exc}); recalibrating and replacing it")
-    batch = static_batch or CALIBRATION_BATCH
+    batch = job.static_batch or CALIBRATION_BATCH
     images_used: int | None = None
     with tempfile.TemporaryDirectory(prefix="deploy-cpu-int8-") as scratch_name:
         scratch = Path(scratch_name)
-        job = Job(source=str(source), scratch=scratch_name, input_name=input_name, method=method, calibrate=False)
+        work = Work(
+            source=str(job.onnx), scratch=scratch_name, input_name=job.input_name, method=method, calibrate=False
+        )
         if cached is not None:
             # The quantizer needs one batch to lay out the graph; the cached ranges replace what it measures, so no
             # calibration image is decoded.
-            layout = np.random.default_rng(0).standard_normal((1, batch, *input_chw)).astype(np.float32)
+            layout = np.random.default_rng(0).standard_normal((1, batch, *job.input_chw)).astype(np.float32)
             np.save(scratch / "calibration.npy", layout)
             (scratch / "ranges.json").write_text(json.dumps(cached.ranges), encoding="utf-8")
-            if not _run_isolated(dataclasses.replace(job, graph_sha256=cached.graph_sha256)):
+            if not _run_isolated(dataclasses.replace(work, graph_sha256=cached.graph_sha256)):
                 warnings.append(
                     f"{cache} was calibrated on another ONNX Runtime graph of this model (a different onnxruntime "
                     "version?); recalibrating and replacing it"
                 )
                 cached = None
         if cached is None:
-            batches = _batched(calibration.arrays(), batch)
-            images_used = min(batches.shape[0] * batch, calibration.count)
+            batches = _batched(job.calibration.arrays(), batch)
+            images_used = min(batches.shape[0] * batch, job.calibration.count)
             np.save(scratch / "calibration.npy", batches)
-            _run_isolated(dataclasses.replace(job, calibrate=True))
+            _run_isolated(dataclasses.replace(work, calibrate=True))
             ranges = _parse_ranges(json.loads((scratch / "ranges.json").read_text(encoding="utf-8")))
             graph = (scratch / "graph.sha256").read_text(encoding="ascii").strip()
-            _write_cache(cache, RangeCache(ranges, graph), method, calibration.digest)
+            _write_cache(cache, RangeCache(ranges, graph), method, job.calibration.digest)
         else:
             ranges = cached.ranges
         model = onnx.load(scratch / "quantized.onnx")
     quantized = quantized_nodes(model)
     if not quantized:
         raise ExportFailed(
-            f"ONNX Runtime quantized no Conv/Gemm/MatMul layer of {source}",
+            f"ONNX Runtime quantized no Conv/Gemm/MatMul layer of {job.onnx}",
             hint="the model may have no quantizable layers; keep the FP32 artifact",
         )
     return CpuInt8Result(
@@ -144,7 +134,7 @@ def integer_kernels_available() -> bool:
 
 
 @dataclass(frozen=True)
-class Job:
+class Work:
     """What the isolated worker does: files in `scratch` (calibration.npy, ranges.json, quantized.onnx)."""
 
     source: str
@@ -155,7 +145,7 @@ class Job:
     graph_sha256: str | None = None  # with cached ranges: the pre-processed graph they were measured on
 
 
-def _run_isolated(job: Job) -> bool:
+def _run_isolated(job: Work) -> bool:
     """Run ONNX Runtime's quantization in a fresh interpreter.
 
     ModelOpt monkey-patches onnxruntime.quantization for the rest of the process the first time it quantizes
@@ -180,7 +170,7 @@ def _run_isolated(job: Job) -> bool:
     return True
 
 
-def _work(job: Job) -> None:
+def _work(job: Work) -> None:
     from onnxruntime import quantization
     from onnxruntime.quantization import calibrate, shape_inference
 
@@ -288,4 +278,4 @@ def _write_cache(path: Path, cache: RangeCache, method: str, digest: str) -> Non
 
 
 if __name__ == "__main__":
-    _work(Job(**json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))))
+    _work(Work(**json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))))

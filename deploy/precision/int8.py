@@ -20,7 +20,7 @@ import onnx
 from deploy.errors import ExportFailed
 from deploy.lazy import require
 from deploy.precision.cache import CacheKey, CorruptCache, activation_scales, cache_path, read_scales, write_scales
-from deploy.precision.calibration import CalibrationSet
+from deploy.precision.calibration import Int8Source
 from deploy.precision.modelopt_run import quiet
 from deploy.precision.typing_info import quantized_nodes, unquantized_compute_nodes
 
@@ -43,45 +43,32 @@ class Int8Result:
     warnings: tuple[str, ...]
 
 
-def quantize_int8(
-    source: Path,
-    *,
-    model_name: str,
-    source_sha256: str,
-    input_name: str,
-    input_chw: tuple[int, int, int],
-    static_batch: int | None,
-    calibration: CalibrationSet,
-    method: CalibrationMethod,
-    high_precision: HighPrecision,
-    cache_dir: Path,
-    recalibrate: bool,
-) -> Int8Result:
-    key = CacheKey(source_sha256, calibration.digest, method)
-    path = cache_path(cache_dir, model_name, key)
+def quantize_int8(job: Int8Source, *, method: CalibrationMethod, high_precision: HighPrecision) -> Int8Result:
+    key = CacheKey(job.onnx_sha256, job.calibration.digest, method)
+    path = cache_path(job.cache_dir, job.model_name, key)
     warnings: list[str] = []
     cached = None
-    if path.is_file() and not recalibrate:
+    if path.is_file() and not job.recalibrate:
         try:
             cached = read_scales(path)
         except CorruptCache as exc:
             warnings.append(f"{exc}; recalibrating and replacing it")
 
     # The same calibration shapes on both paths: ModelOpt's layer exclusions (e.g. GEMV at batch 1) depend on them.
-    batch = static_batch or CALIBRATION_BATCH
+    batch = job.static_batch or CALIBRATION_BATCH
     if cached is None:
-        data = calibration.arrays()
+        data = job.calibration.arrays()
         if len(data) < batch:
             data = np.concatenate([data] * -(-batch // len(data)))
     else:
         # ONNX Runtime's quantizer needs one pass to lay out the graph; the scales then come from the cache.
-        data = np.random.default_rng(0).standard_normal((batch, *input_chw)).astype(np.float32)
+        data = np.random.default_rng(0).standard_normal((batch, *job.input_chw)).astype(np.float32)
     usable = len(data) - len(data) % batch
     model = _run_modelopt(
-        source,
+        job.onnx,
         data=data[:usable],
-        shapes=f"{input_name}:{'x'.join(map(str, (batch, *input_chw)))}",
-        input_name=input_name,
+        shapes=f"{job.input_name}:{'x'.join(map(str, (batch, *job.input_chw)))}",
+        input_name=job.input_name,
         method=method,
         high_precision=high_precision,
         cache_file=path if cached is not None else None,
@@ -89,7 +76,7 @@ def quantize_int8(
     scales = activation_scales(model)
     if not scales:
         raise ExportFailed(
-            f"ModelOpt inserted no activation Q/DQ into {source}",
+            f"ModelOpt inserted no activation Q/DQ into {job.onnx}",
             hint="the model may have no quantizable Conv/Gemm/MatMul layers; build --fp16 instead",
         )
     if cached is None:
