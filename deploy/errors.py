@@ -55,3 +55,9 @@ class ParityError(DeployError):
 
 class ExportFailed(DeployError):
     """torch.onnx.export, the ONNX checker or the simplifier failed on a model."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a third-party exception's message (they often carry pages of context), or its type name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -21,7 +21,7 @@ from deploy import __version__
 from deploy.backends.base import TensorMeta
 from deploy.backends.onnxruntime_runner import OrtRunner
 from deploy.backends.torch_runner import TorchRunner
-from deploy.errors import BadInput, ExportFailed, ParityError
+from deploy.errors import BadInput, ExportFailed, ParityError, first_line
 from deploy.files import Staging, ensure_writable_dir, sha256_file
 from deploy.harness.compare import DEFAULT_TOLERANCES, ParityReport, Tolerance, run_parity
 from deploy.harness.images import preprocess_batch
@@ -224,8 +224,9 @@ def _torch_export(loaded: LoadedModel, config: ExportConfig) -> onnx.ModelProto:
             )
     except Exception as exc:  # the exporter raises many unrelated types; all mean "this model did not export"
         log.debug("exporter output:\n%s", chatter.getvalue())
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ExportFailed(f"torch.onnx.export failed for {spec.name}: {first}", hint="rerun with --debug") from exc
+        raise ExportFailed(
+            f"torch.onnx.export failed for {spec.name}: {first_line(exc)}", hint="rerun with --debug"
+        ) from exc
     log.debug("exporter output:\n%s", chatter.getvalue())
     if program is None:
         raise ExportFailed(f"torch.onnx.export returned no program for {spec.name}", hint="rerun with --debug")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.backends.base import Runner
-from deploy.errors import ParityError
+from deploy.errors import ParityError, first_line
 from deploy.export import ExportConfig, ExportResult, export_model
 from deploy.harness.bench import Overhead
 from deploy.harness.heldout import held_out_set
@@ -207,7 +207,7 @@ def _peers(
                 verdicts.append((peer, check_runner(runner, source, peer.name, tolerance, sidecar, held, reference)))
         except Exception as exc:  # a peer is someone else's runtime: report its failure, never fail the pipeline
             log.debug("peer %s failed", peer.name, exc_info=True)
-            warnings.append(f"peer {peer.name} skipped: {str(exc).strip().splitlines()[0] if str(exc) else exc!r}")
+            warnings.append(f"peer {peer.name} skipped: {first_line(exc)}")
             continue
         runners[peer.name] = runner
     return runners, verdicts, tuple(warnings)

@@ -11,7 +11,7 @@ from typing import Literal
 
 import onnx
 
-from deploy.errors import ExportFailed
+from deploy.errors import ExportFailed, first_line
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def simplify(model: onnx.ModelProto, tool: Simplifier) -> tuple[onnx.ModelProto,
         raise
     except Exception as exc:  # both simplifiers raise bare RuntimeErrors from native code
         raise ExportFailed(
-            f"{tool} failed to simplify the graph: {str(exc).strip().splitlines()[0] if str(exc) else exc!r}",
+            f"{tool} failed to simplify the graph: {first_line(exc)}",
             hint="retry with --simplifier onnxslim or --simplifier none",
         ) from exc
     log.debug("%s output:\n%s", tool, captured.getvalue())

@@ -9,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 
 from deploy.backends.base import Runner, TensorMeta
-from deploy.errors import ArtifactError
+from deploy.errors import ArtifactError, first_line
 
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64"}
 
@@ -42,9 +42,8 @@ class OrtRunner(Runner):
             self._output_names = [arg.name for arg in self._session.get_outputs()]
         except Exception as exc:  # onnxruntime raises its own untyped exception classes
             where = self.model if isinstance(self.model, Path) else "in-memory model"
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ArtifactError(
-                f"ONNX Runtime cannot load {where}: {first}",
+                f"ONNX Runtime cannot load {where}: {first_line(exc)}",
                 hint="re-export it with `deploy export MODEL`; the file may be truncated or not ONNX",
             ) from exc
 

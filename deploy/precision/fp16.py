@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from deploy.errors import ExportFailed
+from deploy.errors import ExportFailed, first_line
 from deploy.lazy import require
 from deploy.precision.modelopt_run import quiet
 from deploy.precision.typing_info import high_precision_compute_nodes
@@ -40,7 +40,7 @@ def convert_fp16(source: Path, *, input_name: str, reference_inputs: np.ndarray)
                 )
         except Exception as exc:  # AutoCast raises plain exceptions from graph passes and Polygraphy
             raise ExportFailed(
-                f"ModelOpt AutoCast failed on {source}: {str(exc).strip().splitlines()[0] if str(exc) else exc!r}",
+                f"ModelOpt AutoCast failed on {source}: {first_line(exc)}",
                 hint="rerun with --debug; --fp32 and --int8 builds are independent of this one",
             ) from exc
     return Fp16Result(model, high_precision_compute_nodes(model))

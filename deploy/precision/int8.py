@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import onnx
 
-from deploy.errors import ExportFailed
+from deploy.errors import ExportFailed, first_line
 from deploy.lazy import require
 from deploy.precision.cache import CacheKey, CorruptCache, activation_scales, cache_path, read_scales, write_scales
 from deploy.precision.calibration import Int8Source
@@ -126,8 +126,7 @@ def _run_modelopt(
                     log_level="ERROR",
                 )
         except Exception as exc:  # ModelOpt surfaces ONNX Runtime and graph errors untyped
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             raise ExportFailed(
-                f"ModelOpt INT8 quantization failed on {source}: {first}", hint="rerun with --debug"
+                f"ModelOpt INT8 quantization failed on {source}: {first_line(exc)}", hint="rerun with --debug"
             ) from exc
         return onnx.load(output)

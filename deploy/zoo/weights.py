@@ -16,7 +16,7 @@ import torch
 import torchvision
 from torch import nn
 
-from deploy.errors import WeightsError
+from deploy.errors import WeightsError, first_line
 from deploy.harness.images import Preprocessing, preprocess_batch
 from deploy.samples import samples_for
 from deploy.zoo.registry import ModelSpec
@@ -148,9 +148,8 @@ def _checkpoint(spec: ModelSpec, path: Path) -> tuple[nn.Module, WeightsSource]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(
-            f"checkpoint {path} is not a loadable state_dict ({first_line})",
+            f"checkpoint {path} is not a loadable state_dict ({first_line(exc)})",
             hint="save weights with torch.save(model.state_dict(), PATH); pickled whole models are refused "
             "because loading them runs arbitrary code",
         ) from exc
@@ -242,10 +241,9 @@ def _torchvision(spec: ModelSpec, choice: str) -> tuple[nn.Module, WeightsSource
         with _socket_timeout(_DOWNLOAD_TIMEOUT_S):
             module = build_pretrained(spec.name, weights)
     except (OSError, RuntimeError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(
             f"pretrained weights {enum.__name__}.{weights.name} are not in torchvision's cache ({cached}) and "
-            f"could not be downloaded: {reason}",
+            f"could not be downloaded: {first_line(exc)}",
             hint="use --weights random for a parity-only export, or --weights PATH for a local state_dict "
             f"(or copy the file to {cached})",
         ) from exc
