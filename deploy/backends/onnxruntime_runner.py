@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 from deploy.backends.base import Runner, TensorMeta
+from deploy.backends.u8s8 import EXACT_SESSION_CONFIG, REDUCED_WEIGHT_LIMIT, saturating_weights
+from deploy.environment import CpuIsa, cpu_isa
 from deploy.errors import ArtifactError, first_line
+
+log = logging.getLogger(__name__)
 
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64"}
 
@@ -23,11 +29,14 @@ class OrtRunner(Runner):
         *,
         providers: Sequence[str] = ("CPUExecutionProvider",),
         intra_op_threads: int | None = None,
+        isa: CpuIsa | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.providers = tuple(providers)
         self.intra_op_threads = intra_op_threads
+        self.isa = isa  # None: this machine's; tests inject another to check what a different CPU would get
+        self.exact_int8 = False  # set on activation when the U8U8 kernels had to replace saturating U8S8 ones
         self._session: ort.InferenceSession | None = None
         self._output_names: list[str] = []
 
@@ -37,6 +46,10 @@ class OrtRunner(Runner):
         if self.intra_op_threads is not None:
             options.intra_op_num_threads = self.intra_op_threads
         source = str(self.model) if isinstance(self.model, Path) else self.model
+        self.exact_int8 = self._needs_exact_int8()
+        if self.exact_int8:
+            for key, value in EXACT_SESSION_CONFIG.items():
+                options.add_session_config_entry(key, value)
         try:
             self._session = ort.InferenceSession(source, sess_options=options, providers=list(self.providers))
             self._output_names = [arg.name for arg in self._session.get_outputs()]
@@ -46,6 +59,26 @@ class OrtRunner(Runner):
                 f"ONNX Runtime cannot load {where}: {first_line(exc)}",
                 hint="re-export it with `deploy export MODEL`; the file may be truncated or not ONNX",
             ) from exc
+
+    def _needs_exact_int8(self) -> bool:
+        """On a CPU whose U8S8 kernels saturate, a model with full-range int8 weights needs the exact kernels."""
+        isa = self.isa or cpu_isa()
+        if isa.exact_u8s8:
+            return False
+        try:
+            model = onnx.load(self.model) if isinstance(self.model, Path) else onnx.load_from_string(self.model)
+        except Exception:  # onnx raises DecodeError and others; ONNX Runtime reports an unreadable model below
+            return False
+        risky = saturating_weights(model)
+        if risky:
+            log.info(
+                "%s: %d int8 weight tensors exceed ±%d and this CPU is %s: using ONNX Runtime's exact U8U8 kernels",
+                self.model if isinstance(self.model, Path) else "in-memory model",
+                len(risky),
+                REDUCED_WEIGHT_LIMIT,
+                isa.describe(),
+            )
+        return bool(risky)
 
     def deactivate(self) -> None:
         self._session = None

@@ -13,6 +13,7 @@ from deploy.cli.output import print_json, progress_printer, stderr, stdout
 
 if TYPE_CHECKING:
     from deploy.backends.tensorrt.build import HardwareCompatibility, Profile
+    from deploy.precision.build import BuiltArtifact
 
 
 def build(
@@ -53,6 +54,13 @@ def build(
     hardware_compatibility: str = typer.Option(
         "none", "--hardware-compatibility", help="none, ampere_plus or same_compute_capability."
     ),
+    verify: bool = typer.Option(
+        True, "--verify/--no-verify", help="Judge each artifact against eager PyTorch before writing it (exit 3)."
+    ),
+    images: Path | None = typer.Option(None, "--images", help="Held-out images for that check (as `deploy verify`)."),
+    count: int | None = typer.Option(None, "--count", help="Use at most N held-out images."),
+    min_cosine: float | None = typer.Option(None, "--min-cosine", help="Override the minimum cosine similarity."),
+    min_top1: float | None = typer.Option(None, "--min-top1", help="Override the minimum top-1 agreement (0-1)."),
     export_dir: Path = typer.Option(Path("export"), "--export-dir", help="Where exported ONNX models are."),
     out_dir: Path = typer.Option(Path("engines"), "--out-dir", "-o", help="Where typed ONNX files go."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
@@ -60,7 +68,9 @@ def build(
     """Bake FP32/FP16/INT8 precision into ONNX (TensorRT builds it strongly typed; ONNX Runtime runs it anywhere)."""
     import dataclasses
 
+    from deploy.cli.options import check_tolerances
     from deploy.errors import BadInput
+    from deploy.harness.verify import ParityCheck
     from deploy.precision.build import PRECISIONS, BuildConfig, PlanOptions
     from deploy.precision.build import build as run_build
     from deploy.precision.calibration import DEFAULT_DIR, CalibrationConfig
@@ -89,6 +99,9 @@ def build(
         high_precision=high_precision,  # type: ignore[arg-type]
         recalibrate=recalibrate,
         weights=weights,
+        verify=ParityCheck(images, count, check_tolerances(min_cosine=min_cosine, min_top1=min_top1))
+        if verify
+        else None,
     )
     config = dataclasses.replace(
         config,
@@ -107,11 +120,12 @@ def build(
         stderr.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     if as_json:
         print_json(result)
+        result.raise_for_parity()
         return
     table = Table(title="deploy build")
-    for column in ("model", "precision", "artifact", "size MB", "calibration", "seconds"):
-        table.add_column(column)
-    for artifact in result.artifacts:
+    for column in ("model", "precision", "artifact", "size MB", "calibration", "parity vs eager", "seconds"):
+        table.add_column(column, overflow="fold")
+    for artifact in result.artifacts + result.rejected:
         calibration = ""
         if artifact.reused_calibration is not None:
             calibration = "cache reused" if artifact.reused_calibration else "calibrated"
@@ -121,6 +135,7 @@ def build(
             str(artifact.path),
             f"{artifact.sidecar.size_bytes / 1e6:.1f}",
             calibration,
+            _parity_cell(artifact),
             f"{artifact.seconds:.1f}",
         )
     for built_plan in result.plans:
@@ -131,10 +146,25 @@ def build(
             str(built_plan.path),
             f"{built_plan.sidecar.size_bytes / 1e6:.1f}",
             f"layers INT8 {layers.int8} / FP16 {layers.fp16} / FP32 {layers.fp32}",
+            "",
             f"{built_plan.seconds:.1f}",
         )
     stdout.print(table)
     stderr.print(result.tensorrt, highlight=False, markup=False)
+    result.raise_for_parity()
+
+
+def _parity_cell(artifact: BuiltArtifact) -> str:
+    verdict = artifact.verdict
+    if verdict is None:
+        return "not verified"
+    out = verdict.parity.outputs[0]
+    text = f"cosine min {out.cosine_min:.4f}"
+    if verdict.artifact_accuracy is not None and verdict.eager_accuracy is not None:
+        text += f", accuracy {verdict.eager_accuracy:.2%} → {verdict.artifact_accuracy:.2%}"
+    if verdict.passed:
+        return f"[green]pass[/green] {text}"
+    return f"[red]FAIL, not written[/red] {text}"
 
 
 def _profile(

@@ -14,3 +14,12 @@ def parse_batches(text: str, *, option: str = "--batch") -> tuple[int, ...]:
     if not batches or any(b < 1 for b in batches):
         raise BadInput(f"{option} {text!r} is not a list of positive integers", hint=f"write e.g. {option} 1,8,32")
     return tuple(dict.fromkeys(batches))
+
+
+def check_tolerances(**bounds: float | None) -> dict[str, float | None]:
+    """--min-cosine/--min-top1 style bounds (0-1), refused as bad options (exit 2) rather than failing parity."""
+    for name, value in bounds.items():
+        if value is not None and not 0.0 <= value <= 1.0:
+            option = "--" + name.replace("_", "-")
+            raise BadInput(f"{option} {value} is outside 0-1", hint=f"pass {option} 0.99, for example")
+    return dict(bounds)

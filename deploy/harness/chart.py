@@ -53,7 +53,10 @@ def render_chart(report: Report, path: Path) -> Path:
     for axis in (latency_axis, speedup_axis, quality_axis):
         axis.set_xticks(positions, names, rotation=30, ha="right", fontsize=8)
     latency_axis.legend(fontsize=8)
-    figure.suptitle(f"{report.model}: {report.environment.get('cpu')}, {report.environment.get('threads')} threads")
+    env = report.environment
+    figure.suptitle(
+        f"{report.model}: {env.get('cpu')} ({env.get('isa', 'ISA not recorded')}), {env.get('threads')} threads"
+    )
     figure.savefig(path, format="png", dpi=110)
     pyplot.close(figure)
     return path

@@ -25,6 +25,7 @@ import numpy as np
 
 from deploy.backends.base import Runner, TensorMeta
 from deploy.backends.factory import runner_for
+from deploy.environment import cpu_name
 from deploy.errors import BadInput
 from deploy.harness.bench import (
     BenchConfig,
@@ -38,7 +39,6 @@ from deploy.harness.bench import (
 )
 from deploy.harness.eager import eager_runner
 from deploy.harness.heldout import held_out_set
-from deploy.harness.report import cpu_name
 from deploy.sidecar import Sidecar, load_sidecar
 
 Progress = Callable[[str], None]

@@ -104,7 +104,8 @@ def _environment(report: Report) -> list[str]:
     lines = [
         "## Environment",
         "",
-        f"- CPU: {env.get('cpu')} ({env.get('cores')} cores, {env.get('threads')} threads used)",
+        f"- CPU: {env.get('cpu')} ({env.get('cores')} cores, {env.get('threads')} threads used; "
+        f"integer instruction set {env.get('isa', 'not recorded')})",
     ]
     if env.get("gpu"):
         lines.append(f"- GPU: {env['gpu']}")

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deploy.environment import cpu_isa, cpu_name
 from deploy.errors import ArtifactError
 from deploy.files import Staging
 from deploy.harness.bench import LatencyStats, Overhead, Ratio
@@ -171,19 +172,10 @@ def _row(raw: dict[str, Any]) -> ReportRow:
     )
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment(threads: int, versions: dict[str, str], gpu: str | None = None) -> dict[str, Any]:
     return {
         "cpu": cpu_name(),
+        "isa": cpu_isa().level,
         "cores": os.cpu_count(),
         "threads": threads,
         "gpu": gpu,

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,15 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 BATCH = 8
+
+
+@dataclass(frozen=True)
+class ParityCheck:
+    """How a freshly built artifact is judged before it is published: held-out images and tolerance overrides."""
+
+    images: Path | None = None
+    count: int | None = None
+    overrides: dict[str, float | None] = field(default_factory=dict)  # atol / rtol / min_cosine / min_top1
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,56 @@ def verify(config: VerifyConfig, *, progress: Progress | None = None) -> VerifyR
             say(f"{model}: running {path.name} with ONNX Runtime")
             verdicts.append(_verdict(path, sidecar, held, reference, config))
     return VerifyResult(tuple(verdicts), images_source, labelled)
+
+
+class Judge:
+    """Judges artifacts of one model against eager PyTorch; the held-out set and eager's outputs are made once."""
+
+    def __init__(self, source: Sidecar, check: ParityCheck, *, progress: Progress | None = None) -> None:
+        self._source = source
+        self._check = check
+        self._say = progress or (lambda _message: None)
+        self._reference: tuple[HeldOutSet, dict[str, np.ndarray]] | None = None
+
+    def __call__(self, artifact: Path, sidecar: Sidecar, *, name: str | None = None) -> ArtifactVerdict:
+        """Verdict on `artifact` (an ONNX file, possibly still under a temporary name; `name` is its final one)."""
+        from deploy.backends.onnxruntime_runner import OrtRunner
+
+        held, reference = self._eager()
+        label = sidecar.precision["label"] if sidecar.precision else "fp32"
+        tolerance = tolerance_for(sidecar.precision_name, str(sidecar.weights["kind"]), self._check.overrides)
+        self._say(f"{sidecar.model}: verifying {label} against eager PyTorch on {len(held.arrays)} held-out images")
+        with OrtRunner(artifact) as runner:
+            return check_runner(runner, name or str(artifact), label, tolerance, sidecar, held, reference)
+
+    @property
+    def images(self) -> str:
+        return self._eager()[0].source
+
+    def _eager(self) -> tuple[HeldOutSet, dict[str, np.ndarray]]:
+        if self._reference is None:
+            held = held_out_set(self._source, images=self._check.images, count=self._check.count)
+            self._reference = held, eager_outputs(self._source, held)
+        return self._reference
+
+
+def verdict_record(verdict: ArtifactVerdict, images: str) -> dict[str, Any]:
+    """What a sidecar keeps of a verdict: enough to tell, without rerunning, whether and how the artifact passed."""
+    out = verdict.parity.outputs[0]
+    return {
+        "passed": verdict.passed,
+        "reference": "eager PyTorch (FP32)",
+        "images": images,
+        "samples": verdict.samples,
+        "tolerance": dataclasses.asdict(verdict.tolerance),
+        "cosine_min": out.cosine_min,
+        "cosine_mean": out.cosine_mean,
+        "top1_agreement": out.top1_agreement,
+        "max_abs": out.max_abs,
+        "eager_accuracy": verdict.eager_accuracy,
+        "artifact_accuracy": verdict.artifact_accuracy,
+        "failures": list(out.failures),
+    }
 
 
 def _artifact_sidecar(path: Path) -> Sidecar:

@@ -18,8 +18,10 @@ import onnx
 from deploy.backends.tensorrt.api import info
 from deploy.backends.tensorrt.build import HardwareCompatibility, PlanConfig, PlanResult, Profile, build_plan
 from deploy.backends.tensorrt.gpu import gpu_info
-from deploy.errors import BadInput, MissingDependency
+from deploy.environment import cpu_isa
+from deploy.errors import BadInput, MissingDependency, ParityError
 from deploy.files import Staging, ensure_writable_dir, sha256_file
+from deploy.harness.verify import ArtifactVerdict, Judge, ParityCheck, verdict_record
 from deploy.precision.calibration import CalibrationConfig, CalibrationSet, Int8Source, calibration_set
 from deploy.precision.int8 import HighPrecision
 from deploy.precision.modelopt_run import modelopt_version
@@ -52,6 +54,8 @@ class BuildConfig:
     recalibrate: bool = False
     weights: str | None = None  # for models exported on demand (None: the model's default weights)
     plans: PlanOptions = field(default_factory=lambda: PlanOptions())
+    # Each artifact is judged against eager PyTorch before it is published; None (--no-verify) skips that.
+    verify: ParityCheck | None = field(default_factory=ParityCheck)
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,11 @@ class BuiltArtifact:
     sidecar: Sidecar
     seconds: float
     reused_calibration: bool | None = None
+    verdict: ArtifactVerdict | None = None  # None: built with --no-verify
+
+    @property
+    def published(self) -> bool:
+        return self.verdict is None or self.verdict.passed
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,21 @@ class BuildResult:
     warnings: tuple[str, ...]
     tensorrt: str
     plans: tuple[PlanResult, ...] = ()
+    rejected: tuple[BuiltArtifact, ...] = ()  # failed parity against eager: built, judged, never published
+
+    def raise_for_parity(self) -> None:
+        """ParityError naming every rejected artifact; the published ones stay as they are."""
+        if not self.rejected:
+            return
+        first = self.rejected[0]
+        assert first.verdict is not None
+        names = ", ".join(a.path.name for a in self.rejected)
+        raise ParityError(
+            f"{names} failed parity against eager PyTorch and {'was' if len(self.rejected) == 1 else 'were'} not "
+            f"written ({first.verdict.parity.summary()})",
+            hint="calibrate on your own images with --calib-dir DIR or try --calib-method; loosen with "
+            "--min-cosine/--min-top1 if that is acceptable; --no-verify writes it unjudged",
+        )
 
 
 def artifact_label(precision: Precision, method: Method, target: Int8Target = "tensorrt") -> str:
@@ -106,9 +130,11 @@ def build(config: BuildConfig, *, progress: Progress | None = None) -> BuildResu
     engines = ensure_writable_dir(config.engines_dir)
     sources, exported = _resolve_sources(config, say)
     warnings: list[str] = []
-    artifacts = []
+    artifacts: list[BuiltArtifact] = []
+    rejected: list[BuiltArtifact] = []
     for source in sources:
         sidecar = load_sidecar(source)
+        judge = None if config.verify is None else Judge(sidecar, config.verify, progress=say)
         calib: CalibrationSet | None = None
         if {"fp16", "int8"} & set(config.precisions):
             from deploy.zoo import get_spec
@@ -118,8 +144,8 @@ def build(config: BuildConfig, *, progress: Progress | None = None) -> BuildResu
             warnings.extend(w for w in calib.warnings if w not in warnings)
         for precision in config.precisions:
             say(f"building {sidecar.model} {artifact_label(precision, config.method, config.target)}")
-            built = _build_one(source, sidecar, precision, calib, engines, config)
-            artifacts.append(built)
+            built = _build_one(source, sidecar, precision, calib, engines, config, judge)
+            (artifacts if built.published else rejected).append(built)
             warnings.extend(built.sidecar.precision.get("warnings", []) if built.sidecar.precision else [])
     usable, status = tensorrt_status()
     plans: list[PlanResult] = []
@@ -131,7 +157,7 @@ def build(config: BuildConfig, *, progress: Progress | None = None) -> BuildResu
             warnings.extend(plans[-1].warnings)
     elif config.plans.compile:
         raise MissingDependency(status, hint='install TensorRT on a GPU machine: pip install -e ".[tensorrt]"')
-    return BuildResult(tuple(artifacts), tuple(exported), tuple(warnings), status, tuple(plans))
+    return BuildResult(tuple(artifacts), tuple(exported), tuple(warnings), status, tuple(plans), tuple(rejected))
 
 
 def _plan_config(onnx_path: Path, engines: Path, options: PlanOptions) -> PlanConfig:
@@ -186,6 +212,7 @@ def _build_one(
     calib: CalibrationSet | None,
     engines: Path,
     config: BuildConfig,
+    judge: Judge | None,
 ) -> BuiltArtifact:
     started = time.perf_counter()
     label = artifact_label(precision, config.method, config.target)
@@ -229,11 +256,15 @@ def _build_one(
             parity=None,
             precision=details | {"build_seconds": round(time.perf_counter() - started, 3)},
         )
-        staging.path_for(sidecar_path(target)).write_text(new_sidecar.to_json(), encoding="utf-8")
-        staging.commit()
-    return BuiltArtifact(
-        sidecar.model, label, target, sidecar_path(target), new_sidecar, time.perf_counter() - started, reused
-    )
+        verdict = None
+        if judge is not None:
+            verdict = judge(tmp, new_sidecar, name=str(target))
+            new_sidecar = dataclasses.replace(new_sidecar, parity=verdict_record(verdict, judge.images))
+        if verdict is None or verdict.passed:
+            staging.path_for(sidecar_path(target)).write_text(new_sidecar.to_json(), encoding="utf-8")
+            staging.commit()
+    seconds = time.perf_counter() - started
+    return BuiltArtifact(sidecar.model, label, target, sidecar_path(target), new_sidecar, seconds, reused, verdict)
 
 
 def _calibration_details(calib: CalibrationSet, cache: Path, key: str, reused: bool) -> dict[str, Any]:
@@ -271,19 +302,16 @@ def _cpu_int8(source: Path, sidecar: Sidecar, calib: CalibrationSet, config: Bui
     result = quantize_cpu_int8(_int8_source(source, sidecar, calib, config), method=config.method)
     onnx.save_model(result.model, tmp)
     warnings = list(result.warnings)
-    if not result.integer_kernels:
-        warnings.append(
-            "this CPU lacks AVX-VNNI/AVX512-VNNI/AMX: ONNX Runtime's U8S8 kernels may saturate and run slowly here"
-        )
     return {
         "tool": "onnxruntime.quantization.quantize_static",
         "target": "cpu",
-        "format": "QDQ U8S8 (activations uint8 asymmetric, weights int8 symmetric per channel)",
+        "format": "QDQ U8S8 (activations uint8 asymmetric, weights int8 symmetric per channel, 7-bit)",
         "method": config.method,
         "histogram_bins": HISTOGRAM_BINS if config.method != "max" else None,
         "activation_ranges": result.ranges,
         "quantized_nodes": len(result.quantized_nodes),
-        "integer_kernels": result.integer_kernels,
+        "weight_bits": result.weight_bits,
+        "built_on_isa": cpu_isa().level,
         "calibration": _calibration_details(calib, result.cache_path, result.cache_key, result.reused_cache)
         | {"images_used": result.images_used},
         "warnings": warnings,

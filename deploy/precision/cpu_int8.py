@@ -1,11 +1,12 @@
 """INT8 for ONNX Runtime on CPU: static quantization in QDQ with U8 activations and S8 per-channel weights.
 
-This is the layout ONNX Runtime's x86 integer kernels (VNNI/AMX) fuse into QLinearConv/MatMulInteger; the
-TensorRT-style model from deploy.precision.int8 (signed activations, symmetric) stays the accuracy proxy for
-TensorRT but runs slowly on those kernels. Activation ranges come from our own calibration pass because ORT's
-`quantize_static` builds its entropy calibrator with 128 histogram bins and 128 quantized bins, which makes the
-KL search return the full range, i.e. min-max; we use 2048 bins like TensorRT. The ranges are cached per
-(source ONNX, calibration set, method) as JSON, then handed to `quantize_static` as TensorQuantOverrides.
+This is the layout ONNX Runtime's x86 integer kernels fuse into QLinearConv/MatMulInteger; the TensorRT-style
+model from deploy.precision.int8 (signed activations, symmetric) stays the accuracy proxy for TensorRT but runs
+slowly on those kernels. Weights are quantized to [-64, 64] (`reduce_range`), which makes the kernels exact on every
+x86 CPU, VNNI or not (deploy.backends.u8s8), so an artifact built on one machine is right on any other.
+Activation ranges come from our own calibration pass (entropy thresholds from deploy.precision.entropy), are
+cached per (source ONNX, calibration set, method) as JSON, then handed to `quantize_static` as
+TensorQuantOverrides.
 """
 
 from __future__ import annotations
@@ -33,12 +34,15 @@ from deploy.precision.typing_info import quantized_nodes
 log = logging.getLogger(__name__)
 
 CpuMethod = Literal["entropy", "max", "percentile"]
-HISTOGRAM_BINS = 2048  # TensorRT's entropy calibrator uses 2048 bins and searches thresholds over 128 levels
-QUANTIZED_BINS = 128
+HISTOGRAM_BINS = 2048  # per sign, as TensorRT's entropy calibrator
 PERCENTILE = 99.999
 CALIBRATION_BATCH = 8
 BATCHES_PER_PASS = 4  # histograms merge pass by pass: memory stays bounded for 500 images of VGG16
 CACHE_SCHEMA = "deploy.cpu-int8-ranges/2"
+# Part of the cache key: ranges computed by an earlier algorithm (ORT's entropy thresholds, 1024 bins per sign)
+# are never reused.
+RANGE_ALGORITHM = "ranges-3"
+WEIGHT_BITS = 7  # reduce_range: |w| <= 64 keeps every int16 pair sum of the U8S8 kernels in range
 STALE_CACHE_EXIT = 3  # the worker's answer when cached ranges belong to another pre-processed graph
 
 
@@ -50,7 +54,7 @@ class CpuInt8Result:
     reused_cache: bool
     ranges: int
     quantized_nodes: tuple[str, ...]
-    integer_kernels: bool
+    weight_bits: int
     images_used: int | None  # calibration images in whole batches; None when the cache was reused
     warnings: tuple[str, ...] = ()
 
@@ -66,7 +70,7 @@ def cpu_cache_path(directory: Path, model: str, key: CacheKey) -> Path:
 
 
 def quantize_cpu_int8(job: Int8Source, *, method: CpuMethod) -> CpuInt8Result:
-    key = CacheKey(job.onnx_sha256, job.calibration.digest, f"cpu-{method}")
+    key = CacheKey(job.onnx_sha256, f"{job.calibration.digest}:{RANGE_ALGORITHM}", f"cpu-{method}")
     cache = cpu_cache_path(job.cache_dir, job.model_name, key)
     warnings: list[str] = []
     cached: RangeCache | None = None
@@ -118,19 +122,10 @@ def quantize_cpu_int8(job: Int8Source, *, method: CpuMethod) -> CpuInt8Result:
         reused_cache=cached is not None,
         ranges=len(ranges),
         quantized_nodes=quantized,
-        integer_kernels=integer_kernels_available(),
+        weight_bits=WEIGHT_BITS,
         images_used=images_used,
         warnings=tuple(warnings),
     )
-
-
-def integer_kernels_available() -> bool:
-    """Whether this CPU has the VNNI/AMX dot products ORT's U8S8 kernels are fast with (AVX2 alone can saturate)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 @dataclass(frozen=True)
@@ -196,6 +191,7 @@ def _work(job: Work) -> None:
         activation_type=quantization.QuantType.QUInt8,
         weight_type=quantization.QuantType.QInt8,
         per_channel=True,
+        reduce_range=True,  # 7-bit weights: exact on every x86 CPU (see deploy.backends.u8s8)
         calibrate_method=quantization.CalibrationMethod.MinMax,
         extra_options={"TensorQuantOverrides": overrides},
     )
@@ -204,13 +200,17 @@ def _work(job: Work) -> None:
 def _calibrate(
     calibrate: Any, prepared: Path, scratch: Path, input_name: str, data: np.ndarray, method: str
 ) -> dict[str, tuple[float, float]]:
+    from deploy.precision.entropy import entropy_range
+
+    # Entropy and percentile collect ORT's signed histogram centred on zero; twice the bins gives each sign the
+    # 2048 TensorRT's calibrator uses. The entropy thresholds are ours (deploy.precision.entropy), not ORT's.
     kinds = {
-        "entropy": (
-            calibrate.CalibrationMethod.Entropy,
-            {"num_bins": HISTOGRAM_BINS, "num_quantized_bins": QUANTIZED_BINS},
-        ),
+        "entropy": (calibrate.CalibrationMethod.Entropy, {"num_bins": 2 * HISTOGRAM_BINS}),
         "max": (calibrate.CalibrationMethod.MinMax, {}),
-        "percentile": (calibrate.CalibrationMethod.Percentile, {"num_bins": HISTOGRAM_BINS, "percentile": PERCENTILE}),
+        "percentile": (
+            calibrate.CalibrationMethod.Percentile,
+            {"num_bins": 2 * HISTOGRAM_BINS, "percentile": PERCENTILE},
+        ),
     }
     kind, options = kinds[method]
     calibrator = calibrate.create_calibrator(
@@ -223,6 +223,12 @@ def _calibrate(
     per_pass = max(1, CALIBRATION_BATCH * BATCHES_PER_PASS // data.shape[1])
     for start in range(0, len(data), per_pass):
         calibrator.collect_data(_Reader(input_name, data[start : start + per_pass]))
+    if method == "entropy":
+        histograms = calibrator.collector.histogram_dict
+        return {
+            name: entropy_range(hist, edges, float(low), float(high))
+            for name, (hist, edges, low, high, _threshold) in histograms.items()
+        }
     computed = calibrator.compute_data()
     return {name: (float(np.min(r.range_value[0])), float(np.max(r.range_value[1]))) for name, r in computed.items()}
 

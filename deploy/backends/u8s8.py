@@ -1,0 +1,77 @@
+"""ONNX Runtime's x86 U8S8 integer kernels: when they saturate, and what keeps them exact.
+
+Without VNNI or AMX, ONNX Runtime multiplies u8 activations by s8 weights with VPMADDUBSW, which adds each pair of
+adjacent products in a *saturating* int16 before widening to int32. A pair saturates when
+255 · |w₀ + w₁| > 32767, i.e. only if some weight exceeds 64 in magnitude. Weights quantized to [-64, 64]
+(`reduce_range`, 7-bit) therefore give the same sums as the int32 arithmetic of VNNI/AMX on every x86 CPU; for
+full-range weights on such a CPU the session option `session.x64quantprecision=1` makes ONNX Runtime convert the
+weights to u8 and use its exact (slower) U8U8 kernels.
+
+The emulation below is the int16 pair sum in numpy, so the guarantee is tested on any machine, not only on one
+that has the instruction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+REDUCED_WEIGHT_LIMIT = 64  # onnxruntime.quantization's reduce_range range for int8: [-64, 64]
+INT16_MAX = np.iinfo(np.int16).max
+INT16_MIN = np.iinfo(np.int16).min
+EXACT_SESSION_CONFIG = {"session.x64quantprecision": "1"}
+
+
+def saturating_weights(model: onnx.ModelProto) -> tuple[str, ...]:
+    """Int8 weight initializers behind DequantizeLinear whose magnitudes can overflow an int16 pair sum."""
+    initializers = {init.name: init for init in model.graph.initializer}
+    risky = []
+    for node in model.graph.node:
+        init = initializers.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
+        if init is None or init.data_type != onnx.TensorProto.INT8 or len(init.dims) < 2:
+            continue
+        if np.abs(numpy_helper.to_array(init).astype(np.int16)).max() > REDUCED_WEIGHT_LIMIT:
+            risky.append(init.name)
+    return tuple(risky)
+
+
+@dataclass(frozen=True)
+class PairSums:
+    """The int16-pair-sum result next to the exact int32 one, for one u8 × s8 matrix product."""
+
+    emulated: np.ndarray  # int32 (P, O): what an AVX2/AVX-512 (no VNNI) U8S8 kernel returns
+    exact: np.ndarray  # int32 (P, O): what VNNI/AMX return
+    saturated_pairs: int  # pair sums that left the int16 range
+
+    @property
+    def identical(self) -> bool:
+        return self.saturated_pairs == 0 and np.array_equal(self.emulated, self.exact)
+
+
+def pair_sums(activations: np.ndarray, weights: np.ndarray, *, chunk: int = 1 << 24) -> PairSums:
+    """Emulate VPMADDUBSW + VPMADDWD: u8 (P, K) · s8 (K, O), adjacent K pairs summed in saturating int16.
+
+    Pairs are adjacent along K, which is how ONNX Runtime packs both its im2col GEMM and its channel-blocked
+    convolution; `chunk` bounds the int32 scratch (elements) so large layers fit in memory.
+    """
+    if activations.dtype != np.uint8 or weights.dtype != np.int8:
+        raise TypeError(f"need uint8 activations and int8 weights, got {activations.dtype} and {weights.dtype}")
+    a = activations.astype(np.int32)
+    w = weights.astype(np.int32)
+    if a.shape[1] % 2:  # the kernel pads K with a zero to a whole pair
+        a = np.pad(a, ((0, 0), (0, 1)))
+        w = np.pad(w, ((0, 1), (0, 0)))
+    rows, depth = a.shape
+    outputs = w.shape[1]
+    emulated = np.zeros((rows, outputs), dtype=np.int32)
+    saturated = 0
+    step = max(1, chunk // max(1, depth * outputs // 2))
+    for start in range(0, rows, step):
+        block = a[start : start + step]
+        pairs = block[:, 0::2, None] * w[None, 0::2, :] + block[:, 1::2, None] * w[None, 1::2, :]
+        saturated += int(np.count_nonzero((pairs > INT16_MAX) | (pairs < INT16_MIN)))
+        emulated[start : start + step] = np.clip(pairs, INT16_MIN, INT16_MAX).sum(axis=1, dtype=np.int32)
+    return PairSums(emulated, a @ w, saturated)

@@ -1,0 +1,124 @@
+"""The machine we run on: CPU name and the integer instruction set ONNX Runtime's INT8 kernels will use.
+
+One probe shared by the CPU INT8 build, the ONNX Runtime runner, timing and reports, so every place that states or
+depends on the instruction set says the same thing. The probe reads what the operating system reports (Linux
+`/proc/cpuinfo`, macOS `sysctl`), then PyTorch's cpuinfo library, and says "unknown" rather than guess: callers
+treat an unknown x86 CPU as one whose U8S8 kernels can saturate.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+IsaLevel = Literal["amx", "avx512-vnni", "avx-vnni", "avx512", "avx2", "x86-64", "arm64", "unknown"]
+
+# Levels whose int8 dot products accumulate u8×s8 products straight into int32 (VPDPBUSD, TDPBUSD) or that have
+# no int16 pair-sum path at all (ONNX Runtime's arm64 kernels widen to 32 bits): U8S8 is exact there.
+EXACT_U8S8: frozenset[str] = frozenset({"amx", "avx512-vnni", "avx-vnni", "arm64"})
+
+
+@dataclass(frozen=True)
+class CpuIsa:
+    """The best integer instruction set level of this CPU for ONNX Runtime's INT8 kernels, and how it was learned."""
+
+    level: IsaLevel
+    source: str  # "/proc/cpuinfo", "sysctl", "torch cpuinfo", "injected", or why it is unknown
+
+    @property
+    def exact_u8s8(self) -> bool:
+        """Whether U8S8 matrix products are exact here; False on AVX2/AVX-512 without VNNI and when unknown."""
+        return self.level in EXACT_U8S8
+
+    def describe(self) -> str:
+        kernels = "exact U8S8 int8 kernels" if self.exact_u8s8 else "U8S8 int8 kernels can saturate (int16 pair sums)"
+        return f"{self.level} ({kernels}; from {self.source})"
+
+
+_ARM = ("aarch64", "arm64")
+# Flag spellings of /proc/cpuinfo (Linux) and of macOS sysctl, best level first.
+_LEVEL_FLAGS: tuple[tuple[IsaLevel, tuple[str, ...]], ...] = (
+    ("amx", ("amx_int8", "amx-int8")),
+    ("avx512-vnni", ("avx512_vnni", "avx512vnni")),
+    ("avx-vnni", ("avx_vnni", "avxvnni")),
+    ("avx512", ("avx512bw", "avx512f")),
+    ("avx2", ("avx2",)),
+)
+
+
+def level_from_flags(flags: set[str]) -> IsaLevel:
+    lowered = {flag.lower() for flag in flags}
+    for level, names in _LEVEL_FLAGS:
+        if lowered & set(names):
+            return level
+    return "x86-64"
+
+
+@functools.cache
+def cpu_isa() -> CpuIsa:
+    """This CPU's level (cached for the process); tests and callers that need another machine pass a CpuIsa."""
+    machine = platform.machine().lower()
+    if machine in _ARM:
+        return CpuIsa("arm64", f"platform.machine() = {machine}")
+    if machine not in ("x86_64", "amd64", "x86", "i686"):
+        return CpuIsa("unknown", f"unrecognised machine {machine!r}")
+    for source, flags in (("/proc/cpuinfo", _proc_flags), ("sysctl", _sysctl_flags)):
+        found = flags()
+        if found:
+            return CpuIsa(level_from_flags(found), source)
+    return _torch_level()
+
+
+def _proc_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def _sysctl_flags() -> set[str]:
+    if platform.system() != "Darwin":
+        return set()
+    keys = ("machdep.cpu.features", "machdep.cpu.leaf7_features")
+    try:
+        done = subprocess.run(["sysctl", "-n", *keys], capture_output=True, text=True, check=False, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    return set(done.stdout.replace(".", "_").split()) if done.returncode == 0 else set()
+
+
+def _torch_level() -> CpuIsa:
+    """PyTorch bundles the cpuinfo library, which reads CPUID on every OS (its probes are private API: guarded)."""
+    try:
+        import torch.cpu
+    except ImportError:
+        return CpuIsa("unknown", "no /proc/cpuinfo, no sysctl flags, no PyTorch")
+    probes: tuple[tuple[IsaLevel, str], ...] = (
+        ("amx", "_is_amx_tile_supported"),
+        ("avx512-vnni", "_is_vnni_supported"),
+        ("avx512", "_is_avx512_supported"),
+        ("avx2", "_is_avx2_supported"),
+    )
+    for level, name in probes:
+        probe = getattr(torch.cpu, name, None)
+        if probe is not None and probe():
+            return CpuIsa(level, "torch cpuinfo")
+    return CpuIsa("unknown", "torch cpuinfo found no AVX2")
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
