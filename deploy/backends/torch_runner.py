@@ -21,20 +21,22 @@ class TorchRunner(Runner):
         inputs: Sequence[TensorMeta],
         output_names: Sequence[str],
         device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
         self.module = module
         self._inputs = tuple(inputs)
         self._output_names = tuple(output_names)
         self.device = torch.device(device)
+        self.dtype = dtype  # float16: every layer computes and stores in FP16 (outputs are returned as FP32)
 
     def activate(self) -> None:
-        self.module.eval().to(self.device)
+        self.module.eval().to(self.device, self.dtype)
 
     def deactivate(self) -> None:
-        # The module belongs to the caller; only the device copy we made is ours to release.
-        if self.device.type != "cpu":
-            self.module.to("cpu")
+        # The module belongs to the caller; only the device or dtype copy we made is ours to release.
+        if self.device.type != "cpu" or self.dtype != torch.float32:
+            self.module.to("cpu", torch.float32)
 
     @property
     def inputs(self) -> tuple[TensorMeta, ...]:
@@ -45,11 +47,13 @@ class TorchRunner(Runner):
         return tuple(TensorMeta(name, (), "float32") for name in self._output_names)
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        args = [torch.from_numpy(np.ascontiguousarray(feed[meta.name])).to(self.device) for meta in self._inputs]
+        args = [
+            torch.from_numpy(np.ascontiguousarray(feed[meta.name])).to(self.device, self.dtype) for meta in self._inputs
+        ]
         with torch.inference_mode():
             result = self.module(*args)
         tensors = result if isinstance(result, tuple | list) else (result,)
         return {
-            name: tensor.detach().to("cpu").numpy().copy()
+            name: tensor.detach().to("cpu", torch.float32).numpy().copy()
             for name, tensor in zip(self._output_names, tensors, strict=True)
         }

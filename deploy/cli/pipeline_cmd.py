@@ -32,13 +32,17 @@ def pipeline(
     peers: bool = typer.Option(
         False, "--peers", help="Also time OpenVINO (FP32, default, INT8) and torch.compile in the same rounds."
     ),
+    atol: float | None = typer.Option(None, "--atol", help="Override the elementwise absolute tolerance."),
+    rtol: float | None = typer.Option(None, "--rtol", help="Override the elementwise relative tolerance."),
+    min_cosine: float | None = typer.Option(None, "--min-cosine", help="Override the minimum cosine similarity."),
+    min_top1: float | None = typer.Option(None, "--min-top1", help="Override the minimum top-1 agreement (0-1)."),
     reports_dir: Path = typer.Option(Path("reports"), "--reports-dir", help="Where the report goes."),
     as_json: bool = typer.Option(False, "--json", help="Print the report JSON on stdout."),
 ) -> None:
     """Export, build FP32/FP16/INT8 (entropy, max, CPU), verify against eager, time all interleaved, report."""
     import dataclasses
 
-    from deploy.cli.options import parse_batches
+    from deploy.cli.options import check_tolerances, parse_batches
     from deploy.harness.interleaved import InterleavedConfig
     from deploy.harness.peers import available_peers
     from deploy.pipeline import PipelineConfig, run_pipeline
@@ -63,6 +67,7 @@ def pipeline(
         cpu_method=_cpu_method(cpu_method),
         bench=bench,
         reports_dir=reports_dir,
+        overrides={"atol": atol, "rtol": rtol} | check_tolerances(min_cosine=min_cosine, min_top1=min_top1),
     )
     result = run_pipeline(config, progress=progress_printer(ctx))
     for warning in result.report.warnings:

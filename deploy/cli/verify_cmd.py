@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from deploy.cli.output import print_json, progress_printer, stdout
+
+if TYPE_CHECKING:
+    from deploy.harness.verify import ArtifactVerdict
 
 
 def verify(
@@ -22,11 +26,12 @@ def verify(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
 ) -> None:
     """Compare each artifact with eager PyTorch (FP32): errors, cosine, top-k agreement, accuracy when labelled."""
+    from deploy.cli.options import check_tolerances
     from deploy.errors import ParityError
     from deploy.harness.verify import VerifyConfig
     from deploy.harness.verify import verify as run_verify
 
-    overrides = {"atol": atol, "rtol": rtol, "min_cosine": min_cosine, "min_top1": min_top1}
+    overrides = {"atol": atol, "rtol": rtol} | check_tolerances(min_cosine=min_cosine, min_top1=min_top1)
     config = VerifyConfig(artifacts=tuple(artifacts), images=images, count=count, overrides=overrides)
     result = run_verify(config, progress=progress_printer(ctx))
     if as_json:
@@ -42,7 +47,7 @@ def verify(
             row = [
                 Path(verdict.artifact).name,
                 verdict.precision,
-                "[green]pass[/green]" if verdict.passed else f"[red]FAIL[/red] {'; '.join(out.failures)}",
+                _parity_cell(verdict),
                 f"{out.max_abs:.3g}",
                 f"{out.p99_abs:.3g}",
                 f"{out.cosine_mean:.5f} / {out.cosine_min:.5f}",
@@ -57,5 +62,14 @@ def verify(
         failed = ", ".join(Path(v.artifact).name for v in result.verdicts if not v)
         raise ParityError(
             f"parity failed for {failed}",
-            hint="inspect the table above; loosen with --min-cosine/--min-top1 if acceptable",
+            hint="the table (or --json) gives each failure; loosen with --min-cosine/--min-top1 if acceptable",
         )
+
+
+def _parity_cell(verdict: ArtifactVerdict) -> str:
+    out = verdict.parity.outputs[0]
+    failures = list(out.failures) + [f"FP16 overflow in {name}" for name in verdict.fp16_overflow]
+    text = "[green]pass[/green]" if verdict.passed else f"[red]FAIL[/red] {'; '.join(failures)}"
+    if verdict.eager_fp16 is not None:
+        text += f" (eager in FP16: cosine min {verdict.eager_fp16.cosine_min:.5f})"
+    return text

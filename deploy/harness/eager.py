@@ -15,8 +15,9 @@ def weights_argument(sidecar: Sidecar) -> str:
     return str(weights["name"])
 
 
-def eager_runner(sidecar: Sidecar, *, device: str = "cpu", compiled: bool = False) -> TorchRunner:
-    """`compiled`: the same module through torch.compile (inductor), compiled lazily on the first calls."""
+def eager_runner(sidecar: Sidecar, *, device: str = "cpu", compiled: bool = False, fp16: bool = False) -> TorchRunner:
+    """`compiled`: the same module through torch.compile (inductor), compiled lazily on the first calls.
+    `fp16`: the module in float16, every layer computing in FP16 (PyTorch has FP16 CPU kernels)."""
     import torch
 
     from deploy.zoo import get_spec, load_model
@@ -25,4 +26,6 @@ def eager_runner(sidecar: Sidecar, *, device: str = "cpu", compiled: bool = Fals
     if compiled:
         module = torch.compile(module.eval())  # type: ignore[assignment]
     inputs = (TensorMeta(sidecar.inputs[0].name, sidecar.inputs[0].shape, "float32"),)
-    return TorchRunner(module, inputs=inputs, output_names=[o.name for o in sidecar.outputs], device=device)
+    output_names = [o.name for o in sidecar.outputs]
+    dtype = torch.float16 if fp16 else torch.float32
+    return TorchRunner(module, inputs=inputs, output_names=output_names, device=device, dtype=dtype)

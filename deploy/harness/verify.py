@@ -14,10 +14,11 @@ import numpy as np
 from deploy.backends.base import Runner
 from deploy.backends.factory import ARTIFACT_SUFFIXES, runner_for
 from deploy.errors import BadInput
-from deploy.harness.compare import DEFAULT_TOLERANCES, ParityReport, Tolerance
+from deploy.files import Staging
+from deploy.harness.compare import DEFAULT_TOLERANCES, OutputComparison, ParityReport, Tolerance
 from deploy.harness.eager import eager_runner
 from deploy.harness.heldout import HeldOutSet, held_out_set
-from deploy.sidecar import Sidecar, load_sidecar
+from deploy.sidecar import Sidecar, load_sidecar, sidecar_path
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,15 @@ class ArtifactVerdict:
     samples: int
     eager_accuracy: float | None
     artifact_accuracy: float | None
+    # FP16 artifacts: tensors stored in FP16 whose FP32 values exceed 65504 on the calibration images (from the
+    # build's activation scan; a GPU would produce inf there), and the eager module run in FP16 arithmetic against
+    # FP32 — what ONNX Runtime's CPU provider, which computes FP16 graphs in FP32, cannot show.
+    fp16_overflow: tuple[str, ...] = ()
+    eager_fp16: OutputComparison | None = None
 
     @property
     def passed(self) -> bool:
-        return self.parity.passed
+        return self.parity.passed and not self.fp16_overflow
 
     def __bool__(self) -> bool:
         return self.passed
@@ -94,9 +100,13 @@ def verify(config: VerifyConfig, *, progress: Progress | None = None) -> VerifyR
         images_source, labelled = held.source, held.labels is not None
         say(f"{model}: eager PyTorch reference on {len(held.arrays)} held-out images ({held.source})")
         reference = eager_outputs(first, held)
+        fp16_reference = None
+        if any(sidecar.precision_name == "fp16" for _, sidecar in group):
+            say(f"{model}: eager PyTorch in FP16 arithmetic (second reference for FP16 artifacts)")
+            fp16_reference = eager_outputs(first, held, fp16=True)
         for path, sidecar in group:
             say(f"{model}: running {path.name} with ONNX Runtime")
-            verdicts.append(_verdict(path, sidecar, held, reference, config))
+            verdicts.append(_verdict(path, sidecar, held, reference, config, fp16_reference))
     return VerifyResult(tuple(verdicts), images_source, labelled)
 
 
@@ -108,6 +118,7 @@ class Judge:
         self._check = check
         self._say = progress or (lambda _message: None)
         self._reference: tuple[HeldOutSet, dict[str, np.ndarray]] | None = None
+        self._fp16_reference: dict[str, np.ndarray] | None = None
 
     def __call__(self, artifact: Path, sidecar: Sidecar, *, name: str | None = None) -> ArtifactVerdict:
         """Verdict on `artifact` (an ONNX file, possibly still under a temporary name; `name` is its final one)."""
@@ -118,7 +129,11 @@ class Judge:
         tolerance = tolerance_for(sidecar.precision_name, str(sidecar.weights["kind"]), self._check.overrides)
         self._say(f"{sidecar.model}: verifying {label} against eager PyTorch on {len(held.arrays)} held-out images")
         with OrtRunner(artifact) as runner:
-            return check_runner(runner, name or str(artifact), label, tolerance, sidecar, held, reference)
+            verdict = check_runner(runner, name or str(artifact), label, tolerance, sidecar, held, reference)
+        if sidecar.precision_name == "fp16" and self._fp16_reference is None:
+            self._say(f"{sidecar.model}: eager PyTorch in FP16 arithmetic (second reference for FP16)")
+            self._fp16_reference = eager_outputs(self._source, held, fp16=True)
+        return with_fp16_checks(verdict, sidecar, reference, self._fp16_reference)
 
     @property
     def images(self) -> str:
@@ -146,8 +161,26 @@ def verdict_record(verdict: ArtifactVerdict, images: str) -> dict[str, Any]:
         "max_abs": out.max_abs,
         "eager_accuracy": verdict.eager_accuracy,
         "artifact_accuracy": verdict.artifact_accuracy,
-        "failures": list(out.failures),
+        "failures": list(out.failures) + [f"FP16 overflow in {name}" for name in verdict.fp16_overflow],
+        "eager_fp16_cosine_min": None if verdict.eager_fp16 is None else verdict.eager_fp16.cosine_min,
     }
+
+
+def settle_verdict(path: Path, verdict: ArtifactVerdict, images: str) -> bool:
+    """Record a passing verdict in the artifact's sidecar; withdraw (delete) an artifact that failed. True if kept.
+
+    The same rule as `deploy build`: an artifact that failed parity is never left looking valid.
+    """
+    sidecar = load_sidecar(path)
+    if not verdict.passed:
+        path.unlink(missing_ok=True)
+        sidecar_path(path).unlink(missing_ok=True)
+        return False
+    with Staging() as staging:
+        updated = dataclasses.replace(sidecar, parity=verdict_record(verdict, images))
+        staging.path_for(sidecar_path(path)).write_text(updated.to_json(), encoding="utf-8")
+        staging.commit()
+    return True
 
 
 def _artifact_sidecar(path: Path) -> Sidecar:
@@ -160,8 +193,8 @@ def _artifact_sidecar(path: Path) -> Sidecar:
     return load_sidecar(path)
 
 
-def eager_outputs(sidecar: Sidecar, held: HeldOutSet) -> dict[str, np.ndarray]:
-    with eager_runner(sidecar) as runner:
+def eager_outputs(sidecar: Sidecar, held: HeldOutSet, *, fp16: bool = False) -> dict[str, np.ndarray]:
+    with eager_runner(sidecar, fp16=fp16) as runner:
         return run_held_out(runner, sidecar, held)
 
 
@@ -185,11 +218,36 @@ def _verdict(
     held: HeldOutSet,
     reference: dict[str, np.ndarray],
     config: VerifyConfig,
+    fp16_reference: dict[str, np.ndarray] | None,
 ) -> ArtifactVerdict:
     label = sidecar.precision["label"] if sidecar.precision else "fp32"
     tolerance = tolerance_for(sidecar.precision_name, str(sidecar.weights["kind"]), config.overrides)
     with runner_for(path) as runner:
-        return check_runner(runner, str(path), label, tolerance, sidecar, held, reference)
+        verdict = check_runner(runner, str(path), label, tolerance, sidecar, held, reference)
+    return with_fp16_checks(verdict, sidecar, reference, fp16_reference)
+
+
+def with_fp16_checks(
+    verdict: ArtifactVerdict,
+    sidecar: Sidecar,
+    reference: dict[str, np.ndarray],
+    fp16_reference: dict[str, np.ndarray] | None,
+) -> ArtifactVerdict:
+    """An FP16 artifact's verdict with its recorded activation scan and the eager FP16 comparison added."""
+    if sidecar.precision_name != "fp16":
+        return verdict
+    from deploy.harness.compare import compare_outputs
+
+    scan = (sidecar.precision or {}).get("activation_scan") or {}
+    overflow = tuple(str(peak["tensor"]) for peak in scan.get("overflow", []))
+    eager_fp16 = None
+    if fp16_reference is not None:
+        tolerance = tolerance_for("fp16", str(sidecar.weights["kind"]), {})
+        comparison = compare_outputs(
+            reference, fp16_reference, tolerance, reference_name="torch", candidate_name="torch-fp16"
+        )
+        eager_fp16 = comparison.outputs[0]
+    return dataclasses.replace(verdict, fp16_overflow=overflow, eager_fp16=eager_fp16)
 
 
 def check_runner(

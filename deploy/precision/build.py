@@ -23,6 +23,7 @@ from deploy.errors import BadInput, MissingDependency, ParityError
 from deploy.files import Staging, ensure_writable_dir, sha256_file
 from deploy.harness.verify import ArtifactVerdict, Judge, ParityCheck, verdict_record
 from deploy.precision.calibration import CalibrationConfig, CalibrationSet, Int8Source, calibration_set
+from deploy.precision.fp16_scan import NEAR_LIMIT_FACTOR, Fp16Scan, scan_fp16_ranges
 from deploy.precision.int8 import HighPrecision
 from deploy.precision.modelopt_run import modelopt_version
 from deploy.precision.typing_info import initializer_types
@@ -232,15 +233,19 @@ def _build_one(
             assert calib is not None
             from deploy.precision.fp16 import convert_fp16
 
-            reference = calib.arrays()[:AUTOCAST_REFERENCE_IMAGES]
+            images = calib.arrays()
+            reference = images[:AUTOCAST_REFERENCE_IMAGES]
             result = convert_fp16(source, input_name=sidecar.inputs[0].name, reference_inputs=reference)
             onnx.save_model(result.model, tmp)
+            scan = scan_fp16_ranges(source, result.model, input_name=sidecar.inputs[0].name, images=images)
             details |= {
                 "tool": "modelopt.onnx.autocast",
                 "modelopt": modelopt_version(),
                 "reference_images": len(reference),
                 "high_precision_nodes": list(result.high_precision_nodes),
                 "initializer_types": dict(initializer_types(result.model)),
+                "activation_scan": dataclasses.asdict(scan),
+                "warnings": _scan_warnings(sidecar.model, scan),
             }
         else:
             assert calib is not None
@@ -265,6 +270,21 @@ def _build_one(
             staging.commit()
     seconds = time.perf_counter() - started
     return BuiltArtifact(sidecar.model, label, target, sidecar_path(target), new_sidecar, seconds, reused, verdict)
+
+
+def _scan_warnings(model: str, scan: Fp16Scan) -> list[str]:
+    warnings = [
+        f"{model} FP16: {peak.node} ({peak.op}) reaches {peak.max_abs:.4g} on the calibration images, past the FP16 "
+        "limit 65504, and is stored in FP16: a GPU would produce inf there"
+        for peak in scan.overflow
+    ]
+    if scan.near_limit:
+        names = ", ".join(f"{p.node} {p.max_abs:.4g}" for p in scan.near_limit[:5])
+        warnings.append(
+            f"{model} FP16: {len(scan.near_limit)} FP16 tensors come within {NEAR_LIMIT_FACTOR:g}× of the FP16 limit "
+            f"({names}): inputs beyond the calibration set may overflow"
+        )
+    return warnings
 
 
 def _calibration_details(calib: CalibrationSet, cache: Path, key: str, reused: bool) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 DEFAULT_DIR = Path("calibration")
 DEFAULT_COUNT = 500
 RECOMMENDED_MINIMUM = 300
+SAMPLE_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ def calibration_set(prep: Preprocessing, sample_set: SampleSet, config: Calibrat
             )
         return _demo_set(prep, sample_set, config)
 
-    chosen = files[: config.count]
+    chosen = stratified_sample(folder, files, config.count)
     warnings = []
     if len(chosen) < config.count:
         warnings.append(f"calibration folder {folder} has {len(files)} images, fewer than the {config.count} asked")
@@ -100,6 +102,32 @@ def calibration_set(prep: Preprocessing, sample_set: SampleSet, config: Calibrat
         return preprocess_batch([load_image(path) for path in chosen], prep)
 
     return CalibrationSet(str(folder), False, config.count, len(chosen), skipped, digest, tuple(warnings), load)
+
+
+def stratified_sample(folder: Path, files: list[Path], count: int, *, seed: int = SAMPLE_SEED) -> list[Path]:
+    """`count` files spread evenly over the top-level subfolders (classes) of `folder`, seeded, in a stable order.
+
+    The first N in sorted order would cover only the first few classes of an ImageNet-style tree (500 images ≈ ten
+    classes); here each class gives one image per round, in a seeded shuffle, until `count` are chosen.
+    """
+    if len(files) <= count:
+        return list(files)
+    groups: dict[str, list[Path]] = {}
+    for path in sorted(files):
+        parts = path.relative_to(folder).parts
+        groups.setdefault(parts[0] if len(parts) > 1 else "", []).append(path)
+    rng = random.Random(seed)
+    queues = []
+    for name in sorted(groups):
+        members = groups[name]
+        rng.shuffle(members)
+        queues.append(members)
+    chosen: list[Path] = []
+    for round_index in range(max(len(q) for q in queues)):
+        chosen.extend(q[round_index] for q in queues if round_index < len(q))
+        if len(chosen) >= count:
+            break
+    return chosen[:count]
 
 
 def _demo_set(prep: Preprocessing, sample_set: SampleSet, config: CalibrationConfig) -> CalibrationSet:

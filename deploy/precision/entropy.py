@@ -18,6 +18,7 @@ import numpy as np
 
 SIGNED_LEVELS = 128  # |x| levels of a tensor quantized over [-T, T]: 255 u8 steps, about 128 per sign
 UNSIGNED_LEVELS = 256  # levels of a tensor quantized over [0, T]: every u8 step
+SMOOTHING = 1e-4
 
 
 def kl_threshold_bin(hist: np.ndarray, *, levels: int) -> int:
@@ -52,10 +53,12 @@ def _kl(reference: np.ndarray, candidate: np.ndarray) -> float:
     if p_total <= 0 or q_total <= 0:
         return float("inf")
     mask = reference > 0
-    if np.any(candidate[mask] <= 0):
-        return float("inf")
     p = reference[mask] / p_total
     q = candidate[mask] / q_total
+    # The outliers folded into the last bin meet an empty candidate bin whenever the threshold falls in a sparse
+    # tail (few calibration images, or rare far outliers); an infinite divergence there would forbid every
+    # threshold but the maximum. A floor far below any real bin's share keeps such thresholds finite but costly.
+    q = np.maximum(q, SMOOTHING * q[q > 0].min(initial=1.0))
     return float(np.sum(p * np.log(p / q)))
 
 
