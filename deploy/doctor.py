@@ -6,6 +6,7 @@ import importlib.util
 from dataclasses import dataclass
 from importlib import metadata
 
+from deploy.environment import cpu_isa, cpu_name
 from deploy.errors import DeployError
 
 
@@ -28,7 +29,15 @@ class DoctorReport:
 
 
 def diagnose() -> DoctorReport:
-    return DoctorReport((_onnxruntime(), _modelopt(), _torch(), _gpu(), _tensorrt(), _pycuda()))
+    return DoctorReport((_cpu(), _onnxruntime(), _modelopt(), _torch(), _gpu(), _tensorrt(), _pycuda()))
+
+
+def _cpu() -> Check:
+    isa = cpu_isa()
+    detail = f"{cpu_name()}: {isa.describe()}"
+    if not isa.exact_u8s8:
+        detail += "; CPU INT8 artifacts from deploy use 7-bit weights, exact here too"
+    return Check("CPU", True, None, detail, "")
 
 
 def _version(distribution: str) -> str | None:
