@@ -17,6 +17,7 @@ from deploy.backends.tensorrt.inspect import layer_precision
 from deploy.backends.tensorrt.runtime import check_plan_compatible
 from deploy.cli import app
 from deploy.doctor import diagnose
+from deploy.environment import cpu_isa
 from deploy.errors import ArtifactError, BadInput, MissingDependency
 from deploy.export import ExportResult
 from deploy.files import sha256_file
@@ -90,7 +91,8 @@ def test_layer_precision_counts_follow_the_inspector_json() -> None:
 def test_doctor_reports_each_piece_and_what_its_absence_disables() -> None:
     report = diagnose()
     checks = {check.name: check for check in report.checks}
-    assert set(checks) == {"ONNX Runtime", "ModelOpt", "PyTorch", "GPU", "TensorRT", "pycuda"}
+    assert set(checks) == {"CPU", "ONNX Runtime", "ModelOpt", "PyTorch", "GPU", "TensorRT", "pycuda"}
+    assert cpu_isa().level in checks["CPU"].detail
     assert checks["ONNX Runtime"].ok and "CPUExecutionProvider" in checks["ONNX Runtime"].detail
     assert checks["ModelOpt"].ok
     if importlib.util.find_spec("tensorrt") is None:

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from deploy.cli.options import MIN_COSINE, MIN_TOP1
 from deploy.cli.output import print_json, progress_printer, stderr, stdout
 
 if TYPE_CHECKING:
@@ -59,8 +60,8 @@ def build(
     ),
     images: Path | None = typer.Option(None, "--images", help="Held-out images for that check (as `deploy verify`)."),
     count: int | None = typer.Option(None, "--count", help="Use at most N held-out images."),
-    min_cosine: float | None = typer.Option(None, "--min-cosine", help="Override the minimum cosine similarity."),
-    min_top1: float | None = typer.Option(None, "--min-top1", help="Override the minimum top-1 agreement (0-1)."),
+    min_cosine: float | None = MIN_COSINE,
+    min_top1: float | None = MIN_TOP1,
     export_dir: Path = typer.Option(Path("export"), "--export-dir", help="Where exported ONNX models are."),
     out_dir: Path = typer.Option(Path("engines"), "--out-dir", "-o", help="Where typed ONNX files go."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),

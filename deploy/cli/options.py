@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import typer
+
 from deploy.errors import BadInput
+
+# Tolerance overrides shared by verify, build and pipeline (the same judge, the same spelling).
+ATOL = typer.Option(None, "--atol", help="Override the elementwise absolute tolerance.")
+RTOL = typer.Option(None, "--rtol", help="Override the elementwise relative tolerance.")
+MIN_COSINE = typer.Option(None, "--min-cosine", help="Override the minimum cosine similarity (0-1).")
+MIN_TOP1 = typer.Option(None, "--min-top1", help="Override the minimum top-1 agreement (0-1).")
 
 
 def parse_batches(text: str, *, option: str = "--batch") -> tuple[int, ...]:

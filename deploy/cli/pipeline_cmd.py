@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
+from deploy.cli.options import ATOL, MIN_COSINE, MIN_TOP1, RTOL
 from deploy.cli.output import progress_printer, stderr, stdout
 
 if TYPE_CHECKING:
@@ -32,10 +33,10 @@ def pipeline(
     peers: bool = typer.Option(
         False, "--peers", help="Also time OpenVINO (FP32, default, INT8) and torch.compile in the same rounds."
     ),
-    atol: float | None = typer.Option(None, "--atol", help="Override the elementwise absolute tolerance."),
-    rtol: float | None = typer.Option(None, "--rtol", help="Override the elementwise relative tolerance."),
-    min_cosine: float | None = typer.Option(None, "--min-cosine", help="Override the minimum cosine similarity."),
-    min_top1: float | None = typer.Option(None, "--min-top1", help="Override the minimum top-1 agreement (0-1)."),
+    atol: float | None = ATOL,
+    rtol: float | None = RTOL,
+    min_cosine: float | None = MIN_COSINE,
+    min_top1: float | None = MIN_TOP1,
     reports_dir: Path = typer.Option(Path("reports"), "--reports-dir", help="Where the report goes."),
     as_json: bool = typer.Option(False, "--json", help="Print the report JSON on stdout."),
 ) -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
+from deploy.cli.options import ATOL, MIN_COSINE, MIN_TOP1, RTOL
 from deploy.cli.output import print_json, progress_printer, stdout
 
 if TYPE_CHECKING:
@@ -19,10 +20,10 @@ def verify(
     artifacts: list[Path] = typer.Argument(..., help="Typed ONNX files from `deploy build` (or exports)."),
     images: Path | None = typer.Option(None, "--images", help="Held-out images; class subfolders give labels."),
     count: int | None = typer.Option(None, "--count", help="Use at most N images."),
-    atol: float | None = typer.Option(None, "--atol", help="Override the elementwise absolute tolerance."),
-    rtol: float | None = typer.Option(None, "--rtol", help="Override the elementwise relative tolerance."),
-    min_cosine: float | None = typer.Option(None, "--min-cosine", help="Override the minimum cosine similarity."),
-    min_top1: float | None = typer.Option(None, "--min-top1", help="Override the minimum top-1 agreement (0-1)."),
+    atol: float | None = ATOL,
+    rtol: float | None = RTOL,
+    min_cosine: float | None = MIN_COSINE,
+    min_top1: float | None = MIN_TOP1,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
 ) -> None:
     """Compare each artifact with eager PyTorch (FP32): errors, cosine, top-k agreement, accuracy when labelled."""
