@@ -15,7 +15,13 @@ import pytest
 from onnx import helper, numpy_helper
 
 from deploy.backends.onnxruntime_runner import OrtRunner
-from deploy.backends.u8s8 import EXACT_SESSION_CONFIG, REDUCED_WEIGHT_LIMIT, pair_sums, saturating_weights
+from deploy.backends.u8s8 import (
+    EXACT_SESSION_CONFIG,
+    REDUCED_WEIGHT_LIMIT,
+    pair_sums,
+    saturating_weights,
+    widen_int8_weights,
+)
 from deploy.environment import CpuIsa, level_from_flags
 from deploy.export import ExportResult
 from deploy.harness.heldout import held_out_set
@@ -113,25 +119,6 @@ def _im2col(x: np.ndarray, kernel: tuple[int, ...], attrs: dict[str, object], ze
     return np.ascontiguousarray(windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw))
 
 
-def _full_range(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The same model with every int8 weight re-quantized to [-127, 127]: what quantizing without reduce_range ships."""
-    changed = onnx.ModelProto()
-    changed.CopyFrom(model)
-    inits = {i.name: i for i in changed.graph.initializer}
-    for node in changed.graph.node:
-        weight = inits.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
-        if weight is None or weight.data_type != onnx.TensorProto.INT8 or len(weight.dims) < 2:
-            continue
-        values = numpy_helper.to_array(weight).astype(np.float32)
-        scale = numpy_helper.to_array(inits[node.input[1]])
-        peak = np.maximum(np.abs(values).reshape(values.shape[0], -1).max(axis=1), 1)
-        factor = 127.0 / peak
-        wide = np.clip(np.round(values * factor.reshape(-1, *[1] * (values.ndim - 1))), -127, 127).astype(np.int8)
-        weight.CopyFrom(numpy_helper.from_array(wide, weight.name))
-        inits[node.input[1]].CopyFrom(numpy_helper.from_array((scale / factor).astype(np.float32), node.input[1]))
-    return changed
-
-
 def _held_out_feed(artifact: BuiltArtifact, count: int) -> dict[str, np.ndarray]:
     held = held_out_set(artifact.sidecar, images=None, count=count)
     return {artifact.sidecar.inputs[0].name: held.arrays}
@@ -148,7 +135,7 @@ def test_shipped_lenet5_weights_never_saturate_on_real_digits(lenet5_cpu_int8: B
         assert np.abs(weights.astype(np.int16)).max() <= REDUCED_WEIGHT_LIMIT, layer
         assert pair_sums(activations, weights).identical, layer
     # The emulation can fail: the same layers with full-range weights saturate on these very digits.
-    wide = _integer_products(_full_range(model), feed)
+    wide = _integer_products(widen_int8_weights(model), feed)
     assert sum(pair_sums(a, w).saturated_pairs for _, a, w in wide) > 0
 
 
@@ -156,7 +143,7 @@ def test_runner_picks_exact_kernels_only_where_full_range_weights_meet_a_saturat
     lenet5_cpu_int8: BuiltArtifact, tmp_path: Path
 ) -> None:
     wide_path = tmp_path / "lenet5.full-range.onnx"
-    onnx.save(_full_range(onnx.load(lenet5_cpu_int8.path)), wide_path)
+    onnx.save(widen_int8_weights(onnx.load(lenet5_cpu_int8.path)), wide_path)
     key = next(iter(EXACT_SESSION_CONFIG))
 
     def configured(path: Path, isa: CpuIsa) -> bool:

@@ -75,3 +75,39 @@ def pair_sums(activations: np.ndarray, weights: np.ndarray, *, chunk: int = 1 <<
         saturated += int(np.count_nonzero((pairs > INT16_MAX) | (pairs < INT16_MIN)))
         emulated[start : start + step] = np.clip(pairs, INT16_MIN, INT16_MAX).sum(axis=1, dtype=np.int32)
     return PairSums(emulated, a @ w, saturated)
+
+
+def widen_int8_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy with every int8 weight re-scaled to [-127, 127] per output channel: the same function, full 8-bit
+    weights, i.e. what quantizing without reduce_range ships. For tests and benchmarks of the kernels; the values
+    are requantized from the 7-bit ones, so use it to study the kernels, not 8-bit accuracy.
+
+    The int32 bias is re-scaled with its weight: ONNX Runtime's fused integer kernels read it in units of
+    input scale × weight scale, whatever scale its own DequantizeLinear names.
+    """
+    widened = onnx.ModelProto()
+    widened.CopyFrom(model)
+    initializers = {init.name: init for init in widened.graph.initializer}
+    dequantizers = {node.output[0]: node for node in widened.graph.node if node.op_type == "DequantizeLinear"}
+    for node in widened.graph.node:
+        weight_dq = dequantizers.get(node.input[1]) if node.op_type in ("Conv", "Gemm", "MatMul") else None
+        weight = initializers.get(weight_dq.input[0]) if weight_dq is not None else None
+        if weight_dq is None or weight is None or weight.data_type != onnx.TensorProto.INT8 or len(weight.dims) < 2:
+            continue
+        values = numpy_helper.to_array(weight).astype(np.float64)
+        peak = np.maximum(np.abs(values).reshape(values.shape[0], -1).max(axis=1), 1.0)
+        factor = 127.0 / peak
+        wide = np.clip(np.round(values * factor.reshape(-1, *[1] * (values.ndim - 1))), -127, 127).astype(np.int8)
+        _replace(initializers, weight.name, wide)
+        _replace(initializers, weight_dq.input[1], numpy_helper.to_array(initializers[weight_dq.input[1]]) / factor)
+        bias_dq = dequantizers.get(node.input[2]) if len(node.input) > 2 else None
+        if bias_dq is not None and bias_dq.input[0] in initializers:
+            bias = numpy_helper.to_array(initializers[bias_dq.input[0]]).astype(np.float64)
+            _replace(initializers, bias_dq.input[0], np.round(bias * factor).astype(np.int32))
+            _replace(initializers, bias_dq.input[1], numpy_helper.to_array(initializers[bias_dq.input[1]]) / factor)
+    return widened
+
+
+def _replace(initializers: dict[str, onnx.TensorProto], name: str, value: np.ndarray) -> None:
+    dtype = numpy_helper.to_array(initializers[name]).dtype
+    initializers[name].CopyFrom(numpy_helper.from_array(value.astype(dtype), name))
