@@ -114,11 +114,8 @@ def run_pipeline(config: PipelineConfig, *, progress: Progress | None = None) ->
     report = _report(exported.sidecar, builds, verification, timing, overhead, config)
     report = report.with_peers(tuple(_peer_row(peer, verdict, timing) for peer, verdict in peer_verdicts))
     report = dataclasses.replace(report, warnings=report.warnings + peer_warnings)
-    # Plans share their typed ONNX's sidecar name until targets get their own sidecars (#11): ONNX only here.
     withdrawn = [
-        v.artifact
-        for v in verification.verdicts
-        if v.artifact.endswith(".onnx") and not settle_verdict(Path(v.artifact), v, verification.images)
+        v.artifact for v in verification.verdicts if not settle_verdict(Path(v.artifact), v, verification.images)
     ]
     if withdrawn:
         warnings = tuple(f"{name} failed parity and was removed (the report keeps its numbers)" for name in withdrawn)

@@ -91,7 +91,11 @@ class Sidecar:
 
 
 def sidecar_path(artifact: Path) -> Path:
-    return artifact.with_suffix(".json")
+    """`X.onnx` → `X.json` (as every export and build so far); any other artifact keeps its suffix: `X.plan` →
+    `X.plan.json`, so a plan never overwrites the sidecar of the typed ONNX it was compiled from."""
+    if artifact.suffix == ".onnx":
+        return artifact.with_suffix(".json")
+    return artifact.with_name(artifact.name + ".json")
 
 
 def load_sidecar(artifact: Path, *, check_hash: bool = True) -> Sidecar:

@@ -198,3 +198,23 @@ def test_pipeline_times_plans_against_eager_cuda_with_gpu_stages(tmp_path: Path)
         assert stages["compute"].p50_ms > 0 and stages["end_to_end"].p50_ms >= stages["compute"].p50_ms
     assert rows["eager-cuda"].gpu[1]["compute"].p50_ms > 0
     assert "## GPU stages (CUDA events)" in result.files.markdown.read_text()
+
+
+def test_a_plan_never_overwrites_the_sidecar_of_the_onnx_it_came_from(
+    cli: CliRunner, lenet5_export: ExportResult, tmp_path: Path, digit_files: list[tuple[Path, int]]
+) -> None:
+    """The plan builder's own publishing step, given stand-in plan bytes (no TensorRT here): both files stay valid."""
+    from deploy.backends.tensorrt.build import publish_plan
+    from deploy.precision.build import BuildConfig, build
+
+    config = BuildConfig(
+        targets=(str(lenet5_export.onnx_path),), precisions=("fp32",), engines_dir=tmp_path, verify=None
+    )
+    typed = build(config).artifacts[0]
+    plan = typed.path.with_suffix(".plan")
+    stand_in = dataclasses.replace(typed.sidecar, artifact=plan.name)
+    published = publish_plan(plan, b"stand-in plan bytes", stand_in, timing_cache=(tmp_path / "timing.cache", b"t"))
+    assert sidecar_path(plan) == tmp_path / "lenet5.fp32.plan.json" != typed.sidecar_path
+    assert load_sidecar(plan) == published and load_sidecar(typed.path) == typed.sidecar  # hashes match both files
+    result = cli.invoke(app, ["infer", str(typed.path), str(digit_files[0][0]), "--json"])
+    assert result.exit_code == 0, result.output

@@ -166,14 +166,10 @@ def build_plan(config: PlanConfig) -> PlanResult:
             },
         },
     )
-    with Staging() as staging:
-        tmp = staging.path_for(target)
-        tmp.write_bytes(plan_bytes)
-        plan_sidecar = dataclasses.replace(plan_sidecar, sha256=sha256_file(tmp), size_bytes=tmp.stat().st_size)
-        staging.path_for(sidecar_path(target)).write_text(plan_sidecar.to_json(), encoding="utf-8")
-        if config.timing_cache is not None:
-            staging.path_for(config.timing_cache).write_bytes(bytes(builder_config.get_timing_cache().serialize()))
-        staging.commit()
+    timing = None
+    if config.timing_cache is not None:
+        timing = (config.timing_cache, bytes(builder_config.get_timing_cache().serialize()))
+    plan_sidecar = publish_plan(target, plan_bytes, plan_sidecar, timing_cache=timing)
     for warning in warnings:
         log.warning(warning)
     return PlanResult(target, sidecar_path(target), plan_sidecar, layers, time.perf_counter() - started, warnings)
@@ -190,6 +186,22 @@ def _hardware_level(level: HardwareCompatibility) -> trt.HardwareCompatibilityLe
         "ampere_plus": trt.HardwareCompatibilityLevel.AMPERE_PLUS,
         "same_compute_capability": trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY,
     }[level]
+
+
+def publish_plan(
+    target: Path, plan_bytes: bytes, sidecar: Sidecar, *, timing_cache: tuple[Path, bytes] | None = None
+) -> Sidecar:
+    """Write a plan, its own sidecar (`X.plan.json`, never the typed ONNX's `X.json`) and the timing cache
+    together, atomically; returns the sidecar with the plan's hash and size."""
+    with Staging() as staging:
+        tmp = staging.path_for(target)
+        tmp.write_bytes(plan_bytes)
+        sidecar = dataclasses.replace(sidecar, sha256=sha256_file(tmp), size_bytes=tmp.stat().st_size)
+        staging.path_for(sidecar_path(target)).write_text(sidecar.to_json(), encoding="utf-8")
+        if timing_cache is not None:
+            staging.path_for(timing_cache[0]).write_bytes(timing_cache[1])
+        staging.commit()
+    return sidecar
 
 
 def _load_timing_cache(builder_config: trt.IBuilderConfig, path: Path | None) -> trt.ITimingCache:
