@@ -24,7 +24,7 @@ from deploy.backends.torch_runner import TorchRunner
 from deploy.errors import BadInput, ExportFailed, ParityError, first_line
 from deploy.files import Staging, ensure_writable_dir, sha256_file
 from deploy.harness.compare import DEFAULT_TOLERANCES, ParityReport, Tolerance, run_parity
-from deploy.harness.images import preprocess_batch
+from deploy.preprocessing import preprocess_batch
 from deploy.samples import samples_for
 from deploy.sidecar import (
     BatchRange,

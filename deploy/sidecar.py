@@ -11,7 +11,7 @@ from typing import Any
 
 from deploy.errors import ArtifactError
 from deploy.files import sha256_file
-from deploy.harness.images import Preprocessing
+from deploy.preprocessing import Preprocessing
 
 SCHEMA = "deploy.onnx/1"
 

@@ -8,7 +8,7 @@ import torchvision
 from PIL import Image
 
 from deploy.errors import BadInput
-from deploy.harness.images import Preprocessing, load_image, preprocess, to_color
+from deploy.preprocessing import Preprocessing, load_image, preprocess, to_color
 from deploy.samples import sample_photos
 from deploy.zoo import get_spec
 from deploy.zoo.torchvision_zoo import preprocessing_of

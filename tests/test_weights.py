@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from deploy.errors import WeightsError
-from deploy.harness.images import preprocess_batch
+from deploy.preprocessing import preprocess_batch
 from deploy.samples import sample_photos
 from deploy.zoo import get_spec, load_model
 from deploy.zoo.weights import cached_weights_path

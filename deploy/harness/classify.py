@@ -11,7 +11,7 @@ import numpy as np
 
 from deploy.backends.factory import ARTIFACT_SUFFIXES, runner_for
 from deploy.errors import BadInput
-from deploy.harness.images import Preprocessing, load_image, preprocess
+from deploy.preprocessing import Preprocessing, load_image, preprocess
 from deploy.sidecar import load_sidecar, sidecar_path
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from deploy.errors import BadInput
-from deploy.harness.images import image_files, load_image, preprocess_batch
+from deploy.preprocessing import image_files, load_image, preprocess_batch
 from deploy.samples import DEMO_CALIBRATION_PHOTOS, PHOTO_NAMES, digits_split, sample_photos
 from deploy.sidecar import Sidecar
 

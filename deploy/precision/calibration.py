@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from deploy.errors import BadInput
-from deploy.harness.images import Preprocessing, image_files, load_image, preprocess_batch
+from deploy.preprocessing import Preprocessing, image_files, load_image, preprocess_batch
 from deploy.samples import DEMO_CALIBRATION_PHOTOS, SampleSet, digits_split, sample_photos
 
 log = logging.getLogger(__name__)

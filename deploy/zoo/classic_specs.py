@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torchvision
 
-from deploy.harness.images import Preprocessing
+from deploy.preprocessing import Preprocessing
 from deploy.zoo.classic import AlexNet2012, InceptionBlock, LeNet5
 from deploy.zoo.registry import ModelSpec, register
 

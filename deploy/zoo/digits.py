@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deploy.harness.images import Preprocessing, preprocess_batch
+from deploy.preprocessing import Preprocessing, preprocess_batch
 from deploy.samples import DIGITS_SPLIT_SEED, Sample, digits_split
 
 TRAIN_SEED = 0

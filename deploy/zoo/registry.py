@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from deploy.errors import UnknownModel
-from deploy.harness.images import Preprocessing
+from deploy.preprocessing import Preprocessing
 from deploy.samples import SampleSet
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ import torchvision
 from torch import nn
 from torchvision.transforms import InterpolationMode
 
-from deploy.harness.images import Interpolation, Preprocessing
+from deploy.preprocessing import Interpolation, Preprocessing
 from deploy.zoo.registry import ModelSpec, register
 
 # name → family; the slow ones stay behind the `slow` test marker (hundreds of MB or 100+ layers).

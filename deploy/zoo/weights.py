@@ -17,7 +17,7 @@ import torchvision
 from torch import nn
 
 from deploy.errors import WeightsError, first_line
-from deploy.harness.images import Preprocessing, preprocess_batch
+from deploy.preprocessing import Preprocessing, preprocess_batch
 from deploy.samples import samples_for
 from deploy.zoo.registry import ModelSpec
 from deploy.zoo.torchvision_zoo import AUXILIARY_PREFIXES, build_pretrained, preprocessing_of
