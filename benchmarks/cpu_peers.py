@@ -18,11 +18,11 @@ from pathlib import Path
 
 from deploy.cli.options import parse_batches
 from deploy.errors import DeployError, ParityError
-from deploy.harness.index import best_row, render_reports
 from deploy.harness.interleaved import InterleavedConfig
 from deploy.harness.peers import available_peers
-from deploy.harness.report import Report, ReportRow
 from deploy.pipeline import PipelineConfig, run_pipeline
+from deploy.report.index import best_row, render_reports
+from deploy.report.model import Report, ReportRow
 from deploy.zoo import get_spec
 
 TARGETS = {"onnx_fp32_vs_eager": 2.0, "cpu_int8_vs_onnx_fp32": 3.0, "best_ours_vs_best_peer": 1.0}

@@ -9,11 +9,12 @@ treat an unknown x86 CPU as one whose U8S8 kernels can saturate.
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 IsaLevel = Literal["amx", "avx512-vnni", "avx-vnni", "avx512", "avx2", "x86-64", "arm64", "unknown"]
 
@@ -122,3 +123,17 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def environment(threads: int, versions: dict[str, str], gpu: str | None = None) -> dict[str, Any]:
+    """What a report states about the machine its numbers came from."""
+    return {
+        "cpu": cpu_name(),
+        "isa": cpu_isa().level,
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "gpu": gpu,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions,
+    }

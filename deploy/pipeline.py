@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.backends.base import Runner
+from deploy.environment import environment
 from deploy.errors import ParityError, first_line
 from deploy.export import ExportConfig, ExportResult, export_model
 from deploy.harness.bench import Overhead
@@ -23,7 +24,6 @@ from deploy.harness.interleaved import (
     onnxruntime_overhead,
 )
 from deploy.harness.peers import Peer
-from deploy.harness.report import BenchSettings, Report, ReportFiles, ReportRow, environment
 from deploy.harness.verify import (
     ArtifactVerdict,
     VerifyConfig,
@@ -37,6 +37,8 @@ from deploy.harness.verify import (
 from deploy.precision.build import BuildConfig, BuildResult, Method, Precision, build
 from deploy.precision.calibration import CalibrationConfig
 from deploy.precision.int8 import CalibrationMethod, HighPrecision
+from deploy.report.files import ReportFiles, write_report
+from deploy.report.model import BenchSettings, Report, ReportRow
 from deploy.sidecar import Sidecar, package_versions
 
 log = logging.getLogger(__name__)
@@ -120,7 +122,7 @@ def run_pipeline(config: PipelineConfig, *, progress: Progress | None = None) ->
     if withdrawn:
         warnings = tuple(f"{name} failed parity and was removed (the report keeps its numbers)" for name in withdrawn)
         report = dataclasses.replace(report, warnings=report.warnings + warnings)
-    files = report.write(config.reports_dir / exported.sidecar.model)
+    files = write_report(report, config.reports_dir / exported.sidecar.model)
     say(f"wrote {files.markdown}, {files.json} and {files.png}")
     result = PipelineResult(exported, tuple(builds), verification, timing, report, files)
     if not report.passed:

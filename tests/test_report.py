@@ -15,12 +15,14 @@ from deploy.cli import app
 from deploy.errors import ArtifactError, BadInput
 from deploy.export import ExportResult
 from deploy.harness.bench import LatencyStats, latency_stats
-from deploy.harness.index import best_row
 from deploy.harness.interleaved import InterleavedConfig
 from deploy.harness.peers import CPU_PEERS
-from deploy.harness.report import Report, ReportRow
 from deploy.pipeline import PipelineConfig, PipelineResult, run_pipeline
 from deploy.precision.calibration import CalibrationConfig
+from deploy.report.files import write_report
+from deploy.report.index import best_row
+from deploy.report.markdown import report_markdown
+from deploy.report.model import Report, ReportRow
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +109,7 @@ def test_report_all_indexes_every_model(pipeline_run: PipelineResult, cli: CliRu
         model="lenet5-broken",
         rows=tuple(dataclasses.replace(r, passed=False) if r.name == "int8" else r for r in pipeline_run.report.rows),
     )
-    failing.write(reports / "lenet5-broken", chart=False)
+    write_report(failing, reports / "lenet5-broken", chart=False)
     result = cli.invoke(app, ["report", "--all", "--reports-dir", str(reports), "--no-chart"])
     assert result.exit_code == 0, result.output
     index = (reports / "index.md").read_text()
@@ -141,7 +143,9 @@ def test_peers_replace_earlier_peers_and_render_as_timed_only(pipeline_run: Pipe
     twice = once.with_peers((dataclasses.replace(peer, name="torch.compile", backend="torch.compile"),))
     assert [r.name for r in twice.rows if r.peer] == ["torch.compile"]
     assert len(twice.rows) == len([r for r in pipeline_run.report.rows if not r.peer]) + 1
-    assert "| torch.compile (peer) | torch.compile |" in twice.to_markdown() and "timed only" in twice.to_markdown()
+    assert "| torch.compile (peer) | torch.compile |" in report_markdown(twice) and "timed only" in report_markdown(
+        twice
+    )
     assert Report.from_json(twice.to_json()) == twice
 
 
@@ -164,7 +168,7 @@ def test_a_failing_peer_is_shown_but_does_not_fail_the_report(pipeline_run: Pipe
     report = pipeline_run.report
     broken = dataclasses.replace(next(r for r in report.rows if r.peer), passed=False)
     with_broken = report.with_peers((broken,))
-    assert with_broken.passed and "| fail |" in with_broken.to_markdown()
+    assert with_broken.passed and "| fail |" in report_markdown(with_broken)
     ours_failing = dataclasses.replace(report, rows=(dataclasses.replace(report.rows[1], passed=False),))
     assert not ours_failing.passed
 

@@ -76,7 +76,9 @@ def pipeline(
     if as_json:
         typer.echo(result.report.to_json())
         return
-    stdout.print(result.report.to_markdown(chart=None), highlight=False, markup=False)
+    from deploy.report.markdown import report_markdown
+
+    stdout.print(report_markdown(result.report, chart=None), highlight=False, markup=False)
     files = [result.files.markdown, result.files.json, result.files.png]
     stdout.print("\n".join(str(path) for path in files if path is not None), highlight=False)
 

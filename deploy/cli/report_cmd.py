@@ -17,7 +17,7 @@ def report(
     as_json: bool = typer.Option(False, "--json", help="Written paths as JSON on stdout."),
 ) -> None:
     """Re-render report.md/report.png from report.json; --all also indexes every model's report."""
-    from deploy.harness.index import render_reports
+    from deploy.report.index import render_reports
 
     result = render_reports(reports_dir, tuple(models or ()), every=every, chart=chart)
     if as_json:

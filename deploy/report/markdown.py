@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from deploy.harness.bench import Ratio
-from deploy.harness.report import GPU_STAGES
-
-if TYPE_CHECKING:
-    from deploy.harness.report import Report, ReportRow
+from deploy.report.model import GPU_STAGES, Report, ReportRow
 
 
-def report_markdown(report: Report, *, chart: str | None) -> str:
+def report_markdown(report: Report, *, chart: str | None = "report.png") -> str:
     labelled = report.labelled
     lines = [
         f"# {report.model}: eager PyTorch vs deployed artifacts",

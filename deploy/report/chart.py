@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from deploy.lazy import require
-
-if TYPE_CHECKING:
-    from deploy.harness.report import Report
+from deploy.report.model import Report
 
 
 def render_chart(report: Report, path: Path) -> Path:

@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.environment import cpu_isa, cpu_name
 from deploy.errors import ArtifactError
-from deploy.files import Staging
 from deploy.harness.bench import LatencyStats, Overhead, Ratio
 
 SCHEMA = "deploy.report/1"
@@ -123,33 +119,6 @@ class Report:
             ) from exc
         return cls.from_json(text, source=path)
 
-    def to_markdown(self, *, chart: str | None = "report.png") -> str:
-        from deploy.harness.markdown import report_markdown
-
-        return report_markdown(self, chart=chart)
-
-    def write(self, folder: Path, *, chart: bool = True) -> ReportFiles:
-        """report.json, report.md and (with `chart`) report.png, published together."""
-        folder.mkdir(parents=True, exist_ok=True)
-        files = ReportFiles(folder / "report.md", folder / "report.json", folder / "report.png" if chart else None)
-        with Staging() as staging:
-            staging.path_for(files.json).write_text(self.to_json(), encoding="utf-8")
-            if files.png is not None:
-                from deploy.harness.chart import render_chart
-
-                render_chart(self, staging.path_for(files.png))
-            markdown = self.to_markdown(chart=files.png.name if files.png else None)
-            staging.path_for(files.markdown).write_text(markdown, encoding="utf-8")
-            staging.commit()
-        return files
-
-
-@dataclass(frozen=True)
-class ReportFiles:
-    markdown: Path
-    json: Path
-    png: Path | None
-
 
 def _build(kind: type, raw: dict[str, Any]) -> Any:
     names = {f.name for f in dataclasses.fields(kind)}
@@ -170,16 +139,3 @@ def _row(raw: dict[str, Any]) -> ReportRow:
             },
         },
     )
-
-
-def environment(threads: int, versions: dict[str, str], gpu: str | None = None) -> dict[str, Any]:
-    return {
-        "cpu": cpu_name(),
-        "isa": cpu_isa().level,
-        "cores": os.cpu_count(),
-        "threads": threads,
-        "gpu": gpu,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": versions,
-    }

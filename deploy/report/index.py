@@ -7,7 +7,8 @@ from pathlib import Path
 
 from deploy.errors import BadInput
 from deploy.files import Staging
-from deploy.harness.report import Report, ReportFiles, ReportRow
+from deploy.report.files import ReportFiles, write_report
+from deploy.report.model import Report, ReportRow
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ def render_reports(
     if every and not paths:
         raise BadInput(f"no reports in {reports_dir}", hint="run `deploy pipeline MODEL` first")
     loaded = [Report.read(path) for path in paths]  # read all first: one bad file changes nothing on disk
-    written = tuple(report.write(path.parent, chart=chart) for report, path in zip(loaded, paths, strict=True))
+    written = tuple(write_report(report, path.parent, chart=chart) for report, path in zip(loaded, paths, strict=True))
     index = write_index(reports_dir, list(zip(loaded, paths, strict=True))) if every else None
     return RenderResult(written, index)
 
