@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from deploy.backends.base import Runner
+from deploy.backends.timing import Overhead
 from deploy.environment import environment
 from deploy.errors import ParityError, first_line
 from deploy.export import ExportConfig, ExportResult, export_model
-from deploy.harness.bench import Overhead
 from deploy.harness.heldout import held_out_set
 from deploy.harness.interleaved import (
     InterleavedConfig,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploy.harness.bench import Overhead, latency_stats, ratio_of, rotating_feeds
+from deploy.backends.timing import Overhead, latency_stats, ratio_of, rotating_feeds
 
 
 def test_latency_statistics_on_known_samples() -> None:

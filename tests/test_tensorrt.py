@@ -132,8 +132,8 @@ needs_gpu = pytest.mark.skipif(
 def test_plans_build_run_and_match_eager(model: str, tmp_path: Path) -> None:
     from deploy.backends.tensorrt.latency import measure_trt
     from deploy.backends.tensorrt.runtime import TrtRunner
+    from deploy.backends.timing import BenchConfig
     from deploy.export import ExportConfig, export_model
-    from deploy.harness.bench import BenchConfig
     from deploy.harness.verify import VerifyConfig, verify
     from deploy.precision.build import BuildConfig, PlanOptions, build
     from deploy.precision.calibration import CalibrationConfig

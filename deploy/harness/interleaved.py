@@ -25,9 +25,7 @@ import numpy as np
 
 from deploy.backends.base import Runner, TensorMeta
 from deploy.backends.factory import runner_for
-from deploy.environment import cpu_name
-from deploy.errors import BadInput
-from deploy.harness.bench import (
+from deploy.backends.timing import (
     BenchConfig,
     LatencyStats,
     Overhead,
@@ -37,6 +35,8 @@ from deploy.harness.bench import (
     rotating_feeds,
     warm_up,
 )
+from deploy.environment import cpu_name
+from deploy.errors import BadInput
 from deploy.harness.eager import eager_runner
 from deploy.harness.heldout import held_out_set
 from deploy.sidecar import Sidecar, load_sidecar

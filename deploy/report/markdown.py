@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deploy.harness.bench import Ratio
+from deploy.backends.timing import Ratio
 from deploy.report.model import GPU_STAGES, Report, ReportRow
 
 

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deploy.backends.timing import LatencyStats, Overhead, Ratio
 from deploy.errors import ArtifactError
-from deploy.harness.bench import LatencyStats, Overhead, Ratio
 
 SCHEMA = "deploy.report/1"
 GPU_STAGES = ("end_to_end", "h2d", "compute", "d2h")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from deploy.backends.tensorrt.runtime import TrtRunner
-from deploy.harness.bench import BenchConfig, LatencyStats, batch_of, latency_stats, warm_up
+from deploy.backends.timing import BenchConfig, LatencyStats, batch_of, latency_stats, warm_up
 
 
 @dataclass(frozen=True)

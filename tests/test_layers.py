@@ -1,0 +1,77 @@
+"""Imports point down the layers of shared/STYLE.md only: a module never imports from a layer above its own.
+
+Every import counts, the lazy ones inside functions too: they are real dependencies that only run later.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import deploy
+
+# Bottom first. A package or module named here holds everything under it.
+LAYERS: tuple[frozenset[str], ...] = (
+    frozenset({"errors", "environment", "lazy", "files"}),
+    frozenset({"preprocessing", "simplify", "samples", "sidecar"}),
+    frozenset({"zoo", "backends", "serving"}),
+    frozenset({"harness", "doctor"}),
+    frozenset({"export", "report"}),
+    frozenset({"precision"}),
+    frozenset({"pipeline"}),
+    frozenset({"cli", "__main__"}),
+)
+ROOT = Path(deploy.__file__).parent
+
+
+def _layer(module: str) -> int | None:
+    parts = module.split(".")
+    if len(parts) < 2:
+        return None  # `deploy` itself: the lazy public API, above nothing
+    return next((i for i, names in enumerate(LAYERS) if parts[1] in names), None)
+
+
+def _modules() -> dict[str, Path]:
+    modules = {}
+    for path in ROOT.rglob("*.py"):
+        parts = ("deploy", *path.relative_to(ROOT).with_suffix("").parts)
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def _imports(path: Path) -> list[tuple[str, int]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.module, node.lineno))
+        elif isinstance(node, ast.Import):
+            found.extend((alias.name, node.lineno) for alias in node.names)
+    return [(name, line) for name, line in found if name == "deploy" or name.startswith("deploy.")]
+
+
+def test_every_module_has_a_layer() -> None:
+    unplaced = [m for m in _modules() if m != "deploy" and _layer(m) is None]
+    assert not unplaced, f"add these to LAYERS in tests/test_layers.py (and shared/STYLE.md's order): {unplaced}"
+
+
+def upward_imports(modules: dict[str, Path]) -> list[str]:
+    upward = []
+    for module, path in modules.items():
+        own = _layer(module)
+        for imported, line in _imports(path):
+            other = _layer(imported)
+            if own is not None and other is not None and other > own:
+                upward.append(f"{path}:{line} {module} -> {imported}")
+    return upward
+
+
+def test_no_import_runs_back_up_a_layer() -> None:
+    upward = upward_imports(_modules())
+    assert not upward, "imports that run back up:\n" + "\n".join(upward)
+
+
+def test_an_import_from_above_is_caught(tmp_path: Path) -> None:
+    bottom = tmp_path / "errors.py"
+    bottom.write_text("def hint():\n    from deploy.cli.app import app  # lazy, still a dependency\n    return app\n")
+    assert upward_imports({"deploy.errors": bottom}) == [f"{bottom}:2 deploy.errors -> deploy.cli.app"]
+    assert upward_imports({"deploy.cli.app": bottom}) == []
