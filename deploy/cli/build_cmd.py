@@ -151,7 +151,8 @@ def build(
             f"{built_plan.seconds:.1f}",
         )
     stdout.print(table)
-    stderr.print(result.tensorrt, highlight=False, markup=False)
+    if config.target != "cpu" or set(config.precisions) != {"int8"}:  # CPU INT8 is never a TensorRT input
+        stderr.print(result.tensorrt, highlight=False, markup=False)
     result.raise_for_parity()
 
 

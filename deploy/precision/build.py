@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import importlib.util
@@ -128,6 +129,7 @@ def build(config: BuildConfig, *, progress: Progress | None = None) -> BuildResu
             "percentile calibration is available for the CPU INT8 target only (ModelOpt offers entropy and max)",
             hint="add --target cpu, or choose --calib-method entropy or max",
         )
+    created = not config.engines_dir.exists()
     engines = ensure_writable_dir(config.engines_dir)
     sources, exported = _resolve_sources(config, say)
     warnings: list[str] = []
@@ -158,6 +160,9 @@ def build(config: BuildConfig, *, progress: Progress | None = None) -> BuildResu
             warnings.extend(plans[-1].warnings)
     elif config.plans.compile:
         raise MissingDependency(status, hint='install TensorRT on a GPU machine: pip install -e ".[tensorrt]"')
+    if created and not artifacts:
+        with contextlib.suppress(OSError):  # a folder this build made and left empty (all rejected) goes again
+            engines.rmdir()
     return BuildResult(tuple(artifacts), tuple(exported), tuple(warnings), status, tuple(plans), tuple(rejected))
 
 

@@ -142,7 +142,7 @@ def _demo_set(prep: Preprocessing, sample_set: SampleSet, config: CalibrationCon
         names = [s.name for s in photos] + [f"{s.name}:mirrored" for s in photos]
         images, names = images[: config.count], names[: config.count]
     warning = (
-        f"no calibration images in {config.directory}: using the offline demo set ({source}, {len(images)} "
+        f"no calibration images in the folder {config.directory}/: using the offline demo set ({source}, {len(images)} "
         "images). It demonstrates the flow; calibrate on your own data for production accuracy."
     )
     digest = _digest([(name, "") for name in names], prep)
