@@ -91,22 +91,14 @@ def verify(config: VerifyConfig, *, progress: Progress | None = None) -> VerifyR
     if not config.artifacts:
         raise BadInput("no artifacts to verify", hint="pass engines/MODEL.PRECISION.onnx files or export/MODEL.onnx")
     sidecars = [(path, _artifact_sidecar(path)) for path in config.artifacts]
-    verdicts = []
+    check = ParityCheck(config.images, config.count, config.overrides)
+    verdicts: list[ArtifactVerdict] = []
     images_source, labelled = "", False
     for model in dict.fromkeys(sidecar.model for _, sidecar in sidecars):
         group = [(path, sidecar) for path, sidecar in sidecars if sidecar.model == model]
-        first = group[0][1]
-        held = held_out_set(first, images=config.images, count=config.count)
-        images_source, labelled = held.source, held.labels is not None
-        say(f"{model}: eager PyTorch reference on {len(held.arrays)} held-out images ({held.source})")
-        reference = eager_outputs(first, held)
-        fp16_reference = None
-        if any(sidecar.precision_name == "fp16" for _, sidecar in group):
-            say(f"{model}: eager PyTorch in FP16 arithmetic (second reference for FP16 artifacts)")
-            fp16_reference = eager_fp16_outputs(first, held)
-        for path, sidecar in group:
-            say(f"{model}: running {path.name} with ONNX Runtime")
-            verdicts.append(_verdict(path, sidecar, held, reference, config, fp16_reference))
+        judge = Judge(group[0][1], check, progress=say)
+        verdicts.extend(judge(path, sidecar) for path, sidecar in group)
+        images_source, labelled = judge.images, judge.labelled
     return VerifyResult(tuple(verdicts), images_source, labelled)
 
 
@@ -121,14 +113,15 @@ class Judge:
         self._fp16_reference: dict[str, np.ndarray] | None = None
 
     def __call__(self, artifact: Path, sidecar: Sidecar, *, name: str | None = None) -> ArtifactVerdict:
-        """Verdict on `artifact` (an ONNX file, possibly still under a temporary name; `name` is its final one)."""
+        """Verdict on `artifact`; a build judges its ONNX still under a temporary name (`name` is the final one)."""
         from deploy.backends.onnxruntime_runner import OrtRunner
 
         held, reference = self._eager()
         label = sidecar.precision["label"] if sidecar.precision else "fp32"
         tolerance = tolerance_for(sidecar.precision_name, str(sidecar.weights["kind"]), self._check.overrides)
         self._say(f"{sidecar.model}: verifying {label} against eager PyTorch on {len(held.arrays)} held-out images")
-        with OrtRunner(artifact) as runner:
+        runner = runner_for(artifact) if artifact.suffix in ARTIFACT_SUFFIXES else OrtRunner(artifact)
+        with runner:
             verdict = check_runner(runner, name or str(artifact), label, tolerance, sidecar, held, reference)
         if sidecar.precision_name == "fp16" and self._fp16_reference is None:
             self._say(f"{sidecar.model}: eager PyTorch in FP16 arithmetic (second reference for FP16)")
@@ -139,9 +132,16 @@ class Judge:
     def images(self) -> str:
         return self._eager()[0].source
 
+    @property
+    def labelled(self) -> bool:
+        return self._eager()[0].labels is not None
+
     def _eager(self) -> tuple[HeldOutSet, dict[str, np.ndarray]]:
         if self._reference is None:
             held = held_out_set(self._source, images=self._check.images, count=self._check.count)
+            self._say(
+                f"{self._source.model}: eager PyTorch reference on {len(held.arrays)} held-out images ({held.source})"
+            )
             self._reference = held, eager_outputs(self._source, held)
         return self._reference
 
@@ -220,21 +220,6 @@ def run_held_out(runner: Runner, sidecar: Sidecar, held: HeldOutSet) -> dict[str
         for out, value in runner.infer({name: chunk}).items():
             parts.setdefault(out, []).append(value[:real])
     return {out: np.concatenate(values) for out, values in parts.items()}
-
-
-def _verdict(
-    path: Path,
-    sidecar: Sidecar,
-    held: HeldOutSet,
-    reference: dict[str, np.ndarray],
-    config: VerifyConfig,
-    fp16_reference: dict[str, np.ndarray] | None,
-) -> ArtifactVerdict:
-    label = sidecar.precision["label"] if sidecar.precision else "fp32"
-    tolerance = tolerance_for(sidecar.precision_name, str(sidecar.weights["kind"]), config.overrides)
-    with runner_for(path) as runner:
-        verdict = check_runner(runner, str(path), label, tolerance, sidecar, held, reference)
-    return with_fp16_checks(verdict, sidecar, reference, fp16_reference)
 
 
 def with_fp16_checks(
