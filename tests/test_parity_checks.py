@@ -107,6 +107,9 @@ def test_calibration_sample_spreads_over_class_folders(tmp_path: Path) -> None:
     assert all(sum(p.parent.name == label for p in chosen) == 5 for label in ("ant", "bee", "cat", "dog"))
     assert chosen == stratified_sample(tmp_path, list(reversed(files)), 20)  # seeded: the same set every time
     assert [p.name for p in chosen if p.parent.name == "ant"] != ["000.jpg", "001.jpg", "002.jpg", "003.jpg", "004.jpg"]
+    many = [tmp_path / f"class{c:04d}" / "a.jpg" for c in range(1000)]  # ImageNet-like: more classes than images
+    drawn = {p.parent.name for p in stratified_sample(tmp_path, many, 500)}
+    assert len(drawn) == 500 and sum(name >= "class0500" for name in drawn) > 200  # not the first 500 by name
 
 
 def _scaling_models(tmp_path: Path, factor: float) -> tuple[Path, onnx.ModelProto]:
@@ -146,3 +149,5 @@ def test_fp16_scan_finds_activations_past_the_fp16_limit(tmp_path: Path) -> None
     assert scan.overflow[0].max_abs == pytest.approx(120_000.0) and scan.overflow[0].max_abs > FP16_MAX
     safe = scan_fp16_ranges(*_scaling_models(tmp_path, 3_000.0), input_name="x", images=images)
     assert safe.passed and [p.node for p in safe.near_limit] == ["scale"]  # 6000 > 65504/16
+    all_fp32 = scan_fp16_ranges(source, onnx.load(source), input_name="x", images=images)  # AutoCast kept it all
+    assert all_fp32.passed and all_fp32.fp16_tensors == 0

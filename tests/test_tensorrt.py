@@ -92,7 +92,7 @@ def test_doctor_reports_each_piece_and_what_its_absence_disables() -> None:
     report = diagnose()
     checks = {check.name: check for check in report.checks}
     assert set(checks) == {"CPU", "ONNX Runtime", "ModelOpt", "PyTorch", "GPU", "TensorRT", "pycuda"}
-    assert cpu_isa().level in checks["CPU"].detail
+    assert "U8S8" in checks["CPU"].detail and cpu_isa().source in checks["CPU"].detail  # the level and its origin
     assert checks["ONNX Runtime"].ok and "CPUExecutionProvider" in checks["ONNX Runtime"].detail
     assert checks["ModelOpt"].ok
     if importlib.util.find_spec("tensorrt") is None:

@@ -26,12 +26,11 @@ EXACT_SESSION_CONFIG = {"session.x64quantprecision": "1"}
 
 
 def saturating_weights(model: onnx.ModelProto) -> tuple[str, ...]:
-    """Int8 weight initializers behind DequantizeLinear whose magnitudes can overflow an int16 pair sum."""
-    initializers = {init.name: init for init in model.graph.initializer}
+    """Int8 weight initializers (2-D or more: QDQ's DequantizeLinear inputs, or QLinearConv/MatMulInteger weights
+    of the QOperator format) whose magnitudes can overflow an int16 pair sum."""
     risky = []
-    for node in model.graph.node:
-        init = initializers.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
-        if init is None or init.data_type != onnx.TensorProto.INT8 or len(init.dims) < 2:
+    for init in model.graph.initializer:
+        if init.data_type != onnx.TensorProto.INT8 or len(init.dims) < 2:
             continue
         if np.abs(numpy_helper.to_array(init).astype(np.int16)).max() > REDUCED_WEIGHT_LIMIT:
             risky.append(init.name)
@@ -42,7 +41,7 @@ def saturating_weights(model: onnx.ModelProto) -> tuple[str, ...]:
 class PairSums:
     """The int16-pair-sum result next to the exact int32 one, for one u8 × s8 matrix product."""
 
-    emulated: np.ndarray  # int32 (P, O): what an AVX2/AVX-512 (no VNNI) U8S8 kernel returns
+    emulated: np.ndarray  # int32 (P, O): int16-pair-sum arithmetic of AVX2/AVX-512 (no VNNI) U8S8 kernels
     exact: np.ndarray  # int32 (P, O): what VNNI/AMX return
     saturated_pairs: int  # pair sums that left the int16 range
 
@@ -54,8 +53,9 @@ class PairSums:
 def pair_sums(activations: np.ndarray, weights: np.ndarray, *, chunk: int = 1 << 24) -> PairSums:
     """Emulate VPMADDUBSW + VPMADDWD: u8 (P, K) · s8 (K, O), adjacent K pairs summed in saturating int16.
 
-    Pairs are adjacent along K, which is how ONNX Runtime packs both its im2col GEMM and its channel-blocked
-    convolution; `chunk` bounds the int32 scratch (elements) so large layers fit in memory.
+    Pairs are adjacent in the K order the caller lays out; ONNX Runtime's channels-last convolution pairs adjacent
+    input channels, so for C > 1 the saturated values can differ from a real kernel's, while the [-64, 64] bound
+    holds for any pairing. `chunk` bounds the int32 scratch (elements) so large layers fit in memory.
     """
     if activations.dtype != np.uint8 or weights.dtype != np.int8:
         raise TypeError(f"need uint8 activations and int8 weights, got {activations.dtype} and {weights.dtype}")

@@ -111,6 +111,7 @@ class Judge:
         self._say = progress or (lambda _message: None)
         self._reference: tuple[HeldOutSet, dict[str, np.ndarray]] | None = None
         self._fp16_reference: dict[str, np.ndarray] | None = None
+        self._fp16_tried = False  # PyTorch may lack an FP16 CPU kernel for this model: try once
 
     def __call__(self, artifact: Path, sidecar: Sidecar, *, name: str | None = None) -> ArtifactVerdict:
         """Verdict on `artifact`; a build judges its ONNX still under a temporary name (`name` is the final one)."""
@@ -123,9 +124,10 @@ class Judge:
         runner = runner_for(artifact) if artifact.suffix in ARTIFACT_SUFFIXES else OrtRunner(artifact)
         with runner:
             verdict = check_runner(runner, name or str(artifact), label, tolerance, sidecar, held, reference)
-        if sidecar.precision_name == "fp16" and self._fp16_reference is None:
-            self._say(f"{sidecar.model}: eager PyTorch in FP16 arithmetic (second reference for FP16)")
+        if sidecar.precision_name == "fp16" and not self._fp16_tried:
+            self._say(f"{sidecar.model}: eager PyTorch in FP16 arithmetic (how FP16 compute moves this network)")
             self._fp16_reference = eager_fp16_outputs(self._source, held)
+            self._fp16_tried = True
         return with_fp16_checks(verdict, sidecar, reference, self._fp16_reference)
 
     @property

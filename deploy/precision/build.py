@@ -273,6 +273,9 @@ def _build_one(
         if verdict is None or verdict.passed:
             staging.path_for(sidecar_path(target)).write_text(new_sidecar.to_json(), encoding="utf-8")
             staging.commit()
+        else:  # an earlier build at this path is not what was asked for now: it must not stay looking valid
+            target.unlink(missing_ok=True)
+            sidecar_path(target).unlink(missing_ok=True)
     seconds = time.perf_counter() - started
     return BuiltArtifact(sidecar.model, label, target, sidecar_path(target), new_sidecar, seconds, reused, verdict)
 

@@ -108,7 +108,9 @@ def stratified_sample(folder: Path, files: list[Path], count: int, *, seed: int 
     """`count` files spread evenly over the top-level subfolders (classes) of `folder`, seeded, in a stable order.
 
     The first N in sorted order would cover only the first few classes of an ImageNet-style tree (500 images ≈ ten
-    classes); here each class gives one image per round, in a seeded shuffle, until `count` are chosen.
+    classes); here each class gives one image per round, in a seeded shuffle, until `count` are chosen. The
+    classes are visited in a seeded shuffle too, so with more classes than images (ImageNet: 1000 classes, 500
+    images) the classes that get one are drawn at random, not the first ones alphabetically.
     """
     if len(files) <= count:
         return list(files)
@@ -122,6 +124,7 @@ def stratified_sample(folder: Path, files: list[Path], count: int, *, seed: int 
         members = groups[name]
         rng.shuffle(members)
         queues.append(members)
+    rng.shuffle(queues)
     chosen: list[Path] = []
     for round_index in range(max(len(q) for q in queues)):
         chosen.extend(q[round_index] for q in queues if round_index < len(q))

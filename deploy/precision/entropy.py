@@ -10,6 +10,13 @@ spreads `num_quantized_bins` over both signs, so a ReLU output (nothing below ze
 levels it will really get, and it expands Q in integer arithmetic, which zeroes sparse bins. Measured on resnet18
 with 16 demo photos, its ReLU ranges were a median 38% of ModelOpt's entropy ranges. Here a one-sided tensor is
 searched with the 256 levels its U8 quantization over [0, T] really has, a two-sided one with 128 per sign.
+
+Where this differs from the reference implementations (TensorRT's slides, pytorch-quantization), and why:
+bins are spread over the levels proportionally (`i·levels // i` groups) rather than `i // levels` per level with
+the remainder in the last, so no level is wider than the others; Q is expanded onto the bins that held data
+before the outliers were folded in, so the folded last bin can meet an empty Q bin, which a small floor keeps
+finite instead of forbidding every threshold but the maximum; the threshold is the upper edge of the last kept
+bin (it keeps every value that bin held); equal divergences keep the larger threshold (clipping less).
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ import onnx
 import onnxruntime as ort
 from onnx import helper
 
+from deploy.errors import ExportFailed, first_line
+
 FP16_MAX = float(np.finfo(np.float16).max)
 # A tensor whose calibration maximum is within this factor of the limit may overflow on inputs a little outside the
 # calibration set; reported, not judged.
@@ -59,8 +61,16 @@ def scan_fp16_ranges(source: Path, fp16_model: onnx.ModelProto, *, input_name: s
     """Peak |activation| in FP32 of every tensor `fp16_model` keeps in FP16, over `images` (N, C, H, W)."""
     stored_fp16 = fp16_tensors(fp16_model)
     model = onnx.load(source)
-    producers = {out: node for node in model.graph.node for out in node.output if out in stored_fp16}
+    floats = {
+        v.name
+        for v in onnx.shape_inference.infer_shapes(model).graph.value_info
+        if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    }
+    floats |= {v.name for v in model.graph.output}
+    producers = {out: node for node in model.graph.node for out in node.output if out in stored_fp16 and out in floats}
     names = sorted(producers)
+    if not names:  # nothing stored in FP16 that the source also has (ORT would run every output for an empty list)
+        return Fp16Scan(images=len(images), fp16_tensors=0, overflow=(), near_limit=(), largest=())
     exposed = onnx.ModelProto()
     exposed.CopyFrom(model)
     existing = {o.name for o in exposed.graph.output}
@@ -70,7 +80,13 @@ def scan_fp16_ranges(source: Path, fp16_model: onnx.ModelProto, *, input_name: s
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # fusions would hide tensors
-    session = ort.InferenceSession(exposed.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(exposed.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped exception classes
+        raise ExportFailed(
+            f"cannot scan the FP16 activations of {source}: {first_line(exc)}",
+            hint="rerun with --debug; --fp32 and --int8 builds are independent of this one",
+        ) from exc
     peaks = dict.fromkeys(names, 0.0)
     static = isinstance(session.get_inputs()[0].shape[0], int)
     batch = int(session.get_inputs()[0].shape[0]) if static else SCAN_BATCH
