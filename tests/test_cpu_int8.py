@@ -172,7 +172,8 @@ def test_bad_target_and_method_combinations_are_refused(cli: CliRunner, lenet5_e
 def test_cpu_int8_of_large_models_meets_parity(name: str, tmp_path: Path) -> None:
     """Percentile: with random weights, entropy's KL clipping on 16 demo photos measured cosine 0.85 on resnet50."""
     export = export_model(ExportConfig(model=name, weights="random", out_dir=tmp_path / "export", parity_samples=2))
-    artifact = build(_config(export, tmp_path, "percentile")).artifacts[0]
-    verdict = verify(VerifyConfig(artifacts=(artifact.path,))).verdicts[0]
-    assert verdict.passed, verdict.parity.summary()
+    result = build(_config(export, tmp_path, "percentile"))  # judged against eager by the build itself
+    assert not result.rejected, [a.verdict.parity.summary() for a in result.rejected if a.verdict]
+    artifact = result.artifacts[0]
+    assert artifact.verdict is not None and artifact.verdict.passed
     assert artifact.sidecar.size_bytes < export.sidecar.size_bytes / 3  # INT8 weights, not FP32 behind Q/DQ
