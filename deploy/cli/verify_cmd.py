@@ -68,9 +68,7 @@ def verify(
 
 
 def _parity_cell(verdict: ArtifactVerdict) -> str:
-    out = verdict.parity.outputs[0]
-    failures = list(out.failures) + [f"FP16 overflow in {name}" for name in verdict.fp16_overflow]
-    text = "[green]pass[/green]" if verdict.passed else f"[red]FAIL[/red] {'; '.join(failures)}"
+    text = "[green]pass[/green]" if verdict.passed else f"[red]FAIL[/red] {'; '.join(verdict.failures)}"
     if verdict.eager_fp16 is not None:
         text += f" (eager in FP16: cosine min {verdict.eager_fp16.cosine_min:.5f})"
     return text

@@ -64,6 +64,11 @@ class ArtifactVerdict:
     def passed(self) -> bool:
         return self.parity.passed and not self.fp16_overflow
 
+    @property
+    def failures(self) -> list[str]:
+        """Why it failed, one line per criterion (parity bounds of the first output, FP16 overflows)."""
+        return list(self.parity.outputs[0].failures) + [f"FP16 overflow in {name}" for name in self.fp16_overflow]
+
     def __bool__(self) -> bool:
         return self.passed
 
@@ -163,7 +168,7 @@ def verdict_record(verdict: ArtifactVerdict, images: str) -> dict[str, Any]:
         "max_abs": out.max_abs,
         "eager_accuracy": verdict.eager_accuracy,
         "artifact_accuracy": verdict.artifact_accuracy,
-        "failures": list(out.failures) + [f"FP16 overflow in {name}" for name in verdict.fp16_overflow],
+        "failures": verdict.failures,
         "eager_fp16_cosine_min": None if verdict.eager_fp16 is None else verdict.eager_fp16.cosine_min,
     }
 
