@@ -98,6 +98,12 @@ def sidecar_path(artifact: Path) -> Path:
     return artifact.with_name(artifact.name + ".json")
 
 
+def withdraw(artifact: Path) -> None:
+    """Remove an artifact and its sidecar (either may be missing): what failed parity never stays looking valid."""
+    artifact.unlink(missing_ok=True)
+    sidecar_path(artifact).unlink(missing_ok=True)
+
+
 def load_sidecar(artifact: Path, *, check_hash: bool = True) -> Sidecar:
     """Read the sidecar beside `artifact`, refusing one that is missing, unreadable or describes another file."""
     path = sidecar_path(artifact)

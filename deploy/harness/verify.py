@@ -18,7 +18,7 @@ from deploy.files import Staging
 from deploy.harness.compare import DEFAULT_TOLERANCES, OutputComparison, ParityReport, Tolerance
 from deploy.harness.eager import eager_runner
 from deploy.harness.heldout import HeldOutSet, held_out_set
-from deploy.sidecar import Sidecar, load_sidecar, sidecar_path
+from deploy.sidecar import Sidecar, load_sidecar, sidecar_path, withdraw
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +180,7 @@ def settle_verdict(path: Path, verdict: ArtifactVerdict, images: str) -> bool:
     """
     sidecar = load_sidecar(path)
     if not verdict.passed:
-        path.unlink(missing_ok=True)
-        sidecar_path(path).unlink(missing_ok=True)
+        withdraw(path)
         return False
     with Staging() as staging:
         updated = dataclasses.replace(sidecar, parity=verdict_record(verdict, images))

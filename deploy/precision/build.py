@@ -28,7 +28,7 @@ from deploy.precision.fp16_scan import NEAR_LIMIT_FACTOR, Fp16Scan, scan_fp16_ra
 from deploy.precision.int8 import HighPrecision
 from deploy.precision.modelopt_run import modelopt_version
 from deploy.precision.typing_info import initializer_types
-from deploy.sidecar import Sidecar, load_sidecar, sidecar_path
+from deploy.sidecar import Sidecar, load_sidecar, sidecar_path, withdraw
 
 log = logging.getLogger(__name__)
 
@@ -274,8 +274,7 @@ def _build_one(
             staging.path_for(sidecar_path(target)).write_text(new_sidecar.to_json(), encoding="utf-8")
             staging.commit()
         else:  # an earlier build at this path is not what was asked for now: it must not stay looking valid
-            target.unlink(missing_ok=True)
-            sidecar_path(target).unlink(missing_ok=True)
+            withdraw(target)
     seconds = time.perf_counter() - started
     return BuiltArtifact(sidecar.model, label, target, sidecar_path(target), new_sidecar, seconds, reused, verdict)
 
