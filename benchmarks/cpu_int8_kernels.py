@@ -21,16 +21,16 @@ from pathlib import Path
 import onnx
 
 from deploy.backends.base import Runner
-from deploy.backends.onnxruntime_runner import OrtRunner
-from deploy.backends.u8s8 import widen_int8_weights
+from deploy.build import BuildConfig, build
 from deploy.environment import CpuIsa, cpu_isa, cpu_name
 from deploy.errors import DeployError
 from deploy.export import ExportConfig, export_model
 from deploy.harness.heldout import held_out_set
 from deploy.harness.interleaved import InterleavedConfig, bench
 from deploy.harness.verify import ArtifactVerdict, check_runner, eager_outputs, tolerance_for
-from deploy.precision.build import BuildConfig, build
 from deploy.precision.calibration import CalibrationConfig
+from deploy.targets.onnxruntime.runner import OrtRunner
+from deploy.targets.onnxruntime.u8s8 import widen_int8_weights
 
 # Pinned levels make the runner keep or replace the U8S8 kernels whatever this CPU is.
 KEEP_U8S8 = CpuIsa("avx512-vnni", "pinned: keep the U8S8 kernels this CPU has")
@@ -59,12 +59,12 @@ def main(argv: list[str] | None = None) -> int:
 def _one(model: str, root: Path, args: argparse.Namespace) -> None:
     export = export_model(ExportConfig(model=model, weights=args.weights, out_dir=root / "export"))
     config = BuildConfig(
-        targets=(str(export.onnx_path),),
+        sources=(str(export.onnx_path),),
         precisions=("int8",),
         engines_dir=root / "engines",
         calibration=CalibrationConfig(directory=root / "calibration"),
         method=args.calib_method,
-        target="cpu",
+        targets=("onnxruntime",),
     )
     built = build(config)
     built.raise_for_parity()

@@ -23,6 +23,7 @@ from deploy.harness.peers import available_peers
 from deploy.pipeline import PipelineConfig, run_pipeline
 from deploy.report.index import best_row, render_reports
 from deploy.report.model import Report, ReportRow
+from deploy.targets import get_target
 from deploy.zoo import get_spec
 
 TARGETS = {"onnx_fp32_vs_eager": 2.0, "cpu_int8_vs_onnx_fp32": 3.0, "best_ours_vs_best_peer": 1.0}
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of interleaved timing per batch")
     parser.add_argument("--batch", default="1,8")
     parser.add_argument("--cpu-calib-method", default="entropy", choices=("entropy", "max", "percentile"))
+    parser.add_argument(
+        "--targets", default="onnxruntime,openvino", help="deployment targets to build (a CPU benchmark: no TensorRT)"
+    )
     parser.add_argument("--reports-dir", type=Path, default=Path("reports"))
     args = parser.parse_args(argv)
 
@@ -57,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             weights=args.weights,
             reports_dir=args.reports_dir,
             cpu_method=args.cpu_calib_method,
+            targets=tuple(get_target(name).name for name in args.targets.split(",")),
             bench=bench,
             peers=peers,
         )
@@ -80,7 +85,9 @@ def summary(report: Report, batch: int = 1) -> str:
     ours = best_row(report, batch)
     peers = [r for r in report.rows if r.peer and r.passed and batch in r.latency]
     best_peer = min(peers, key=lambda r: r.latency[batch].p50_ms, default=None)
-    cpu_int8 = next((r for r in report.rows if r.name.startswith("int8-cpu")), None)
+    cpu_int8 = next(
+        (r for r in report.rows if r.label and r.label.is_cpu_int8 and r.label.target == "onnxruntime"), None
+    )
     lines = [
         f"{report.model} (batch {batch}, {report.environment.get('threads')} threads, {report.environment['cpu']})"
     ]

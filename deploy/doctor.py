@@ -7,16 +7,8 @@ from dataclasses import dataclass
 from importlib import metadata
 
 from deploy.environment import cpu_isa, cpu_name
-from deploy.errors import DeployError
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    version: str | None
-    detail: str
-    disables: str  # what does not work while this check fails ("" when nothing)
+from deploy.targets import TARGETS
+from deploy.targets.base import Check
 
 
 @dataclass(frozen=True)
@@ -29,7 +21,9 @@ class DoctorReport:
 
 
 def diagnose() -> DoctorReport:
-    return DoctorReport((_cpu(), _onnxruntime(), _modelopt(), _torch(), _gpu(), _tensorrt(), _pycuda()))
+    """The machine, the precision tools, then each registered target's own checks."""
+    targets = tuple(check for target in TARGETS.values() for check in target.probe())
+    return DoctorReport((_cpu(), _modelopt(), _torch(), *targets))
 
 
 def _cpu() -> Check:
@@ -45,13 +39,6 @@ def _version(distribution: str) -> str | None:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
         return None
-
-
-def _onnxruntime() -> Check:
-    import onnxruntime
-
-    providers = ", ".join(onnxruntime.get_available_providers())
-    return Check("ONNX Runtime", True, onnxruntime.__version__, f"providers: {providers}", "")
 
 
 def _modelopt() -> Check:
@@ -74,38 +61,3 @@ def _torch() -> Check:
     else:
         detail = f"CPU only here (build for CUDA {torch.version.cuda})" if torch.version.cuda else "CPU build"
     return Check("PyTorch", True, torch.__version__, detail, "")
-
-
-def _gpu() -> Check:
-    from deploy.backends.tensorrt.gpu import gpu_info
-
-    gpu = gpu_info()
-    if gpu is None:
-        return Check("GPU", False, None, "no NVIDIA driver or GPU visible (NVML)", "TensorRT plans, GPU latency")
-    detail = f"{gpu.name}, compute capability {gpu.compute_capability}, CUDA driver {gpu.cuda_driver}"
-    return Check("GPU", True, gpu.driver, detail, "")
-
-
-def _tensorrt() -> Check:
-    from deploy.backends.tensorrt.api import info
-
-    disabled = "building .plan engines (typed ONNX still build), TensorRT parity and latency"
-    try:
-        about = info()
-    except DeployError as exc:
-        return Check("TensorRT", False, None, exc.message, disabled)
-    return Check("TensorRT", True, about.version, about.api_path, "")
-
-
-def _pycuda() -> Check:
-    disabled = "running .plan engines (deploy infer/verify on plans, GPU latency)"
-    if importlib.util.find_spec("pycuda") is None:
-        return Check("pycuda", False, None, 'not installed (pip install -e ".[tensorrt]")', disabled)
-    try:
-        import pycuda.driver as cuda
-
-        cuda.init()
-        count = cuda.Device.count()
-    except Exception as exc:  # pycuda raises its own error types when the driver is missing
-        return Check("pycuda", False, _version("pycuda"), f"installed but unusable: {exc}", disabled)
-    return Check("pycuda", count > 0, _version("pycuda"), f"{count} CUDA device(s)", "" if count else disabled)

@@ -19,7 +19,6 @@ from PIL import Image
 
 from deploy import __version__
 from deploy.backends.base import TensorMeta
-from deploy.backends.onnxruntime_runner import OrtRunner
 from deploy.backends.torch_runner import TorchRunner
 from deploy.errors import BadInput, ExportFailed, ParityError, first_line
 from deploy.files import Staging, ensure_writable_dir, sha256_file
@@ -35,6 +34,7 @@ from deploy.sidecar import (
     sidecar_path,
 )
 from deploy.simplify import Simplifier, SimplifyResult, simplify
+from deploy.targets.onnxruntime.runner import OrtRunner
 from deploy.zoo import LoadedModel, get_spec, load_model
 
 log = logging.getLogger(__name__)

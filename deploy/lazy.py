@@ -13,7 +13,8 @@ _INSTALL_FOR = {
     "pycuda": 'pip install -e ".[tensorrt]"',
     "modelopt": 'pip install "nvidia-modelopt[onnx]~=0.47.0" (part of the base install)',
     "matplotlib": 'pip install "matplotlib>=3.8" (part of the base install)',
-    "openvino": 'pip install -e ".[bench]"',
+    "openvino": 'pip install -e ".[openvino]"',
+    "nncf": 'pip install -e ".[bench]"',
 }
 
 

@@ -1,4 +1,5 @@
-"""`deploy pipeline MODEL`: export → build FP32/FP16/INT8 → verify → interleaved timing vs eager → one report."""
+"""`deploy pipeline MODEL`: export → typed FP32/FP16/INT8 → compile per target → verify → interleaved timing vs
+eager → one report."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from deploy.backends.base import Runner
 from deploy.backends.timing import Overhead
+from deploy.build import BuildConfig, BuildResult, build
 from deploy.environment import environment
 from deploy.errors import ParityError, first_line
 from deploy.export import ExportConfig, ExportResult, export_model
@@ -34,12 +36,12 @@ from deploy.harness.verify import (
     tolerance_for,
     verify,
 )
-from deploy.precision.build import BuildConfig, BuildResult, Method, Precision, build
-from deploy.precision.calibration import CalibrationConfig
+from deploy.precision.calibration import CalibrationConfig, calibration_set
 from deploy.precision.int8 import CalibrationMethod, HighPrecision
 from deploy.report.files import ReportFiles, write_report
 from deploy.report.model import BenchSettings, Report, ReportRow
-from deploy.sidecar import Sidecar, package_versions
+from deploy.sidecar import Method, Sidecar, package_versions
+from deploy.targets import TARGETS
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -54,7 +56,10 @@ class PipelineConfig:
     reports_dir: Path = Path("reports")
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     methods: tuple[CalibrationMethod, ...] = ("entropy", "max")
-    cpu_int8: bool = True  # also build ONNX Runtime's U8S8 INT8, the fast CPU artifact
+    cpu_int8: bool = True  # also build the U8S8 INT8 of the CPU targets (ONNX Runtime, OpenVINO)
+    # Deployment targets to build for; one that cannot compile here (TensorRT without a GPU, OpenVINO not
+    # installed) contributes its typed ONNX only.
+    targets: tuple[str, ...] = tuple(TARGETS)
     cpu_method: Method = "entropy"
     high_precision: HighPrecision = "fp32"
     images: Path | None = None
@@ -82,30 +87,15 @@ def run_pipeline(config: PipelineConfig, *, progress: Progress | None = None) ->
     exported = export_model(
         ExportConfig(model=config.model, weights=config.weights, out_dir=config.export_dir), progress=say
     )
-    base = BuildConfig(
-        targets=(str(exported.onnx_path),),
-        export_dir=config.export_dir,
-        engines_dir=config.engines_dir,
-        calibration=config.calibration,
-        high_precision=config.high_precision,
-        verify=None,  # judged below, all together, so the report shows failures beside passes
-    )
-    recipes: list[BuildConfig] = []
-    for index, method in enumerate(config.methods or ("entropy",)):
-        precisions: tuple[Precision, ...] = ("fp32", "fp16", "int8") if index == 0 else ("int8",)
-        recipes.append(dataclasses.replace(base, precisions=precisions, method=method))
-    if config.cpu_int8:
-        recipes.append(dataclasses.replace(base, precisions=("int8",), method=config.cpu_method, target="cpu"))
-    builds = [build(recipe, progress=say) for recipe in recipes]
+    builds = [build(recipe, progress=say) for recipe in _recipes(config, exported.onnx_path)]
     artifacts = tuple(a.path for result in builds for a in result.artifacts)
-    plans = tuple(p.path for result in builds for p in result.plans)
     verification = verify(
-        VerifyConfig(artifacts + plans, images=config.images, count=config.count, overrides=config.overrides),
+        VerifyConfig(artifacts, images=config.images, count=config.count, overrides=config.overrides),
         progress=say,
     )
-    peer_runners, peer_verdicts, peer_warnings = _peers(config, exported.sidecar, builds, say)
+    peer_runners, peer_verdicts, peer_warnings = _peers(config, exported.sidecar, exported.onnx_path, say)
     timing = bench(
-        dataclasses.replace(config.bench, artifacts=artifacts + plans, images=config.images),
+        dataclasses.replace(config.bench, artifacts=artifacts, images=config.images),
         progress=say,
         extra=peer_runners,
     )
@@ -136,6 +126,29 @@ def run_pipeline(config: PipelineConfig, *, progress: Progress | None = None) ->
     return result
 
 
+def _recipes(config: PipelineConfig, source: Path) -> list[BuildConfig]:
+    """FP32 and FP16 once for every target; INT8 per recipe: the TensorRT S8 Q/DQ per calibration method, the CPU
+    targets' U8S8 with the CPU method. Each typed ONNX is built once and compiled for each target that takes it."""
+    base = BuildConfig(
+        sources=(str(source),),
+        export_dir=config.export_dir,
+        engines_dir=config.engines_dir,
+        calibration=config.calibration,
+        high_precision=config.high_precision,
+        verify=None,  # judged below, all together, so the report shows failures beside passes
+    )
+    recipes = [dataclasses.replace(base, precisions=("fp32", "fp16"), targets=config.targets)]
+    if "tensorrt" in config.targets:
+        recipes += [
+            dataclasses.replace(base, precisions=("int8",), targets=("tensorrt",), method=method)
+            for method in config.methods or ("entropy",)
+        ]
+    cpu_targets = tuple(name for name in config.targets if TARGETS[name].int8_recipe == "cpu")
+    if config.cpu_int8 and cpu_targets:
+        recipes.append(dataclasses.replace(base, precisions=("int8",), targets=cpu_targets, method=config.cpu_method))
+    return recipes
+
+
 def _report(
     source: Sidecar,
     builds: list[BuildResult],
@@ -151,24 +164,19 @@ def _report(
         for name in ("eager", "eager-cuda")
         if any(name in b.latency for b in timing.batches)
     ]
-    built = [(a.path, a.precision, a.sidecar.size_bytes, a.seconds) for r in builds for a in r.artifacts]
-    built += [
-        (p.path, f"{p.path.stem.split('.', 1)[-1]} plan", p.sidecar.size_bytes, p.seconds)
-        for r in builds
-        for p in r.plans
-    ]
-    for path, label, size, seconds in built:
-        verdict = verdicts[path.name]
+    for built in (a for result in builds for a in result.artifacts):
+        verdict = verdicts[built.path.name]
         rows.append(
             ReportRow(
-                name=label,
-                artifact=str(path),
+                name=built.name,
+                label=built.label,
+                artifact=str(built.path),
                 precision=verdict.precision,
                 backend=verdict.backend,
-                size_bytes=size,
-                build_seconds=round(seconds, 3),
+                size_bytes=built.sidecar.size_bytes,
+                build_seconds=round(built.seconds, 3),
                 **_parity(verdict),
-                **_timing(timing, path.name),
+                **_timing(timing, built.path.name),
             )
         )
     warnings = tuple(dict.fromkeys(w for result in builds for w in result.warnings))
@@ -191,30 +199,28 @@ def _report(
 
 
 def _peers(
-    config: PipelineConfig, sidecar: Sidecar, builds: list[BuildResult], say: Progress
+    config: PipelineConfig, sidecar: Sidecar, exported: Path, say: Progress
 ) -> tuple[dict[str, Runner], list[tuple[Peer, ArtifactVerdict]], tuple[str, ...]]:
     """Runners for the peers that can run here, each checked against eager on the held-out set first."""
     if not config.peers:
         return {}, [], ()
-    artifacts: dict[str, Path] = {}
-    for artifact in (a for result in builds for a in result.artifacts):
-        # Peers name their source by kind: "int8-cpu" is the CPU INT8 whatever its calibration method.
-        artifacts.setdefault(
-            "int8-cpu" if artifact.precision.startswith("int8-cpu") else artifact.precision, artifact.path
-        )
+    artifacts = {"fp32": exported}  # what a user without deploy starts from: the FP32 ONNX
     held = held_out_set(sidecar, images=config.images, count=config.count)
     reference = eager_outputs(sidecar, held)
+    calibration = None
+    if any(peer.kind == "nncf" for peer in config.peers):
+        from deploy.zoo import get_spec
+
+        calibration = calibration_set(sidecar.preprocessing, get_spec(sidecar.model).sample_set, config.calibration)
     runners: dict[str, Runner] = {}
     verdicts: list[tuple[Peer, ArtifactVerdict]] = []
     warnings: list[str] = []
     for peer in config.peers:
-        if peer.source != "eager" and peer.source not in artifacts:
-            warnings.append(f"peer {peer.name} skipped: it runs the {peer.source} artifact, which was not built")
-            continue
         say(f"checking peer {peer.name} against eager PyTorch")
-        runner = peer.runner(sidecar, artifacts, config.bench.threads)
         tolerance = tolerance_for(peer.precision, str(sidecar.weights["kind"]), config.overrides)
         try:
+            images = None if calibration is None else calibration.arrays()
+            runner = peer.runner(sidecar, artifacts, config.bench.threads, images)
             with runner:
                 source = str(artifacts.get(peer.source, sidecar.model))
                 verdicts.append((peer, check_runner(runner, source, peer.name, tolerance, sidecar, held, reference)))
@@ -261,7 +267,7 @@ def _timing(timing: InterleavedResult, name: str) -> dict[str, Any]:
 
 
 def _gpu_name() -> str | None:
-    from deploy.backends.tensorrt.gpu import gpu_info
+    from deploy.targets.tensorrt.gpu import gpu_info
 
     info = gpu_info()
     return None if info is None else info.name

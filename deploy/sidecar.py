@@ -7,13 +7,77 @@ import platform
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from deploy.errors import ArtifactError
 from deploy.files import sha256_file
 from deploy.preprocessing import Preprocessing
 
-SCHEMA = "deploy.onnx/1"
+# /2 adds the artifact's label and target blocks; /1 sidecars (deploy 0.1 exports and builds) are read and upgraded.
+SCHEMA = "deploy.artifact/2"
+OLD_SCHEMAS = ("deploy.onnx/1",)
+
+Precision = Literal["fp32", "fp16", "int8"]
+Method = Literal["entropy", "max", "percentile"]
+# tensorrt: symmetric S8 Q/DQ by ModelOpt (what TensorRT builds); cpu: U8S8 QDQ with 7-bit weights for CPU runtimes.
+Int8Recipe = Literal["tensorrt", "cpu"]
+PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class ArtifactLabel:
+    """What an artifact is — carried from build to report so nothing re-parses it from a file name."""
+
+    precision: Precision = "fp32"
+    method: Method | None = None  # INT8 calibration method
+    recipe: Int8Recipe | None = None  # INT8 Q/DQ flavour
+    target: str = "onnxruntime"  # the deployment target that runs it (deploy.targets)
+
+    @property
+    def typed_name(self) -> str:
+        """The typed ONNX's part of file names: fp32, fp16, int8, int8-max, int8-cpu, int8-cpu-percentile."""
+        if self.precision != "int8":
+            return self.precision
+        parts = ["int8"] + (["cpu"] if self.recipe == "cpu" else []) + ([self.method] if self.method not in
+                                                                         (None, "entropy") else [])  # fmt: skip
+        return "-".join(part for part in parts if part)
+
+    @property
+    def name(self) -> str:
+        """How reports and tables name it: the typed name, then the target when it is not ONNX Runtime."""
+        return self.typed_name if self.target == "onnxruntime" else f"{self.typed_name} {self.target}"
+
+    @property
+    def is_cpu_int8(self) -> bool:
+        return self.precision == "int8" and self.recipe == "cpu"
+
+    @classmethod
+    def of(cls, precision: Precision, method: Method, recipe: Int8Recipe, target: str = "onnxruntime") -> ArtifactLabel:
+        if precision != "int8":
+            return cls(precision, None, None, target)
+        return cls(precision, method, recipe, target)
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    """A file that belongs to an artifact beside its main file (OpenVINO's .bin beside the .xml)."""
+
+    name: str
+    sha256: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """How the target compiled this artifact from a typed ONNX; None in the sidecar of an ONNX file itself."""
+
+    name: str
+    version: str
+    source_onnx: str
+    source_sha256: str
+    seconds: float
+    companions: tuple[FileDigest, ...] = ()
+    settings: dict[str, Any] = field(default_factory=dict)  # the target's own build record (plan profile, IR hint)
 
 
 @dataclass(frozen=True)
@@ -54,10 +118,12 @@ class Sidecar:
     schema: str = SCHEMA
     precision: dict[str, Any] | None = None  # typed ONNX from `deploy build`: how its precision was made
     extra: dict[str, Any] = field(default_factory=dict)
+    label: ArtifactLabel = field(default_factory=ArtifactLabel)
+    target: TargetInfo | None = None
 
     @property
     def precision_name(self) -> str:
-        return "fp32" if self.precision is None else str(self.precision["precision"])
+        return self.label.precision
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -84,10 +150,31 @@ class Sidecar:
             export_seconds=float(data.get("export_seconds", 0.0)),
             created_at=data.get("created_at", ""),
             parity=data.get("parity"),
-            schema=data.get("schema", SCHEMA),
+            schema=SCHEMA,
             precision=data.get("precision"),
             extra=dict(data.get("extra") or {}),
+            label=ArtifactLabel(**data["label"]) if "label" in data else _old_label(data),
+            target=_target_info(data.get("target")),
         )
+
+
+def _target_info(data: dict[str, Any] | None) -> TargetInfo | None:
+    if data is None:
+        return None
+    companions = tuple(FileDigest(**c) for c in data.get("companions", ()))
+    return TargetInfo(**{**data, "companions": companions})
+
+
+def _old_label(data: dict[str, Any]) -> ArtifactLabel:
+    """A /1 sidecar had no label: the only place an artifact's identity is read from its precision record and
+    file suffix (a /1 plan was compiled by TensorRT; every other /1 artifact was an ONNX file)."""
+    record = data.get("precision") or {}
+    precision = record.get("precision", "fp32")
+    target = "tensorrt" if str(data["artifact"]).endswith(".plan") else "onnxruntime"
+    if precision != "int8":
+        return ArtifactLabel(precision, None, None, target)
+    recipe: Int8Recipe = "cpu" if record.get("target") == "cpu" else "tensorrt"
+    return ArtifactLabel("int8", record.get("method", "entropy"), recipe, target)
 
 
 def sidecar_path(artifact: Path) -> Path:
@@ -99,8 +186,14 @@ def sidecar_path(artifact: Path) -> Path:
 
 
 def withdraw(artifact: Path) -> None:
-    """Remove an artifact and its sidecar (either may be missing): what failed parity never stays looking valid."""
-    artifact.unlink(missing_ok=True)
+    """Remove an artifact, the files its sidecar lists beside it, and the sidecar (any may be missing): what failed
+    parity never stays looking valid."""
+    try:
+        listed = companions(artifact, load_sidecar(artifact, check_hash=False))
+    except ArtifactError:
+        listed = ()
+    for path in (artifact, *listed):
+        path.unlink(missing_ok=True)
     sidecar_path(artifact).unlink(missing_ok=True)
 
 
@@ -114,7 +207,7 @@ def load_sidecar(artifact: Path, *, check_hash: bool = True) -> Sidecar:
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("schema") != SCHEMA:
+        if data.get("schema") not in (SCHEMA, *OLD_SCHEMAS):
             raise ValueError(f"schema {data.get('schema')!r}, expected {SCHEMA!r}")
         sidecar = Sidecar.from_dict(data)
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -122,12 +215,33 @@ def load_sidecar(artifact: Path, *, check_hash: bool = True) -> Sidecar:
             f"sidecar {path} is unreadable or not a deploy sidecar ({exc})",
             hint="re-export with `deploy export MODEL`",
         ) from exc
-    if check_hash and sha256_file(artifact) != sidecar.sha256:
-        raise ArtifactError(
-            f"sidecar {path} describes a different file than {artifact} (sha256 mismatch: stale or foreign)",
-            hint="re-export with `deploy export MODEL` so the pair matches",
-        )
+    if check_hash:
+        _check_files(artifact, sidecar, path)
     return sidecar
+
+
+def companions(artifact: Path, sidecar: Sidecar) -> tuple[Path, ...]:
+    """The files beside `artifact` that belong to it (OpenVINO's weights .bin), as its sidecar lists them."""
+    listed = () if sidecar.target is None else sidecar.target.companions
+    return tuple(artifact.with_name(c.name) for c in listed)
+
+
+def _check_files(artifact: Path, sidecar: Sidecar, path: Path) -> None:
+    stale = ArtifactError(
+        f"sidecar {path} describes a different file than {artifact} (sha256 mismatch: stale or foreign)",
+        hint="rebuild it (`deploy export MODEL` or `deploy build MODEL`) so the pair matches",
+    )
+    if sha256_file(artifact) != sidecar.sha256:
+        raise stale
+    listed = sidecar.target.companions if sidecar.target else ()
+    for digest, file in zip(listed, companions(artifact, sidecar), strict=True):
+        if not file.is_file():
+            raise ArtifactError(
+                f"{file} is missing: {artifact} needs it beside it",
+                hint="copy both files together, or rebuild with `deploy build MODEL --target TARGET`",
+            )
+        if sha256_file(file) != digest.sha256:
+            raise stale
 
 
 def package_versions(*names: str) -> dict[str, str]:

@@ -216,7 +216,7 @@ def test_infer_non_onnx_file(cli: CliRunner, tmp_path: Path, digit_files: list[t
     path = tmp_path / "model.txt"
     path.write_text("hello")
     _fails_cleanly(
-        cli.invoke(app, ["infer", str(path), str(digit_files[0][0])]), BadInput.exit_code, "neither an .onnx"
+        cli.invoke(app, ["infer", str(path), str(digit_files[0][0])]), BadInput.exit_code, "is not a deploy artifact"
     )
 
 

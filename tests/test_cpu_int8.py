@@ -15,22 +15,22 @@ from onnx import numpy_helper
 from typer.testing import CliRunner
 
 import deploy.precision.calibration as calibration_module
+from deploy.build import BuildConfig, BuiltArtifact, build
 from deploy.cli import app
 from deploy.errors import BadInput
 from deploy.export import ExportConfig, ExportResult, export_model
 from deploy.harness.verify import VerifyConfig, verify
-from deploy.precision.build import BuildConfig, BuiltArtifact, build
 from deploy.precision.calibration import CalibrationConfig
 
 
 def _config(export: ExportResult, root: Path, method: str = "entropy") -> BuildConfig:
     return BuildConfig(
-        targets=(str(export.onnx_path),),
+        sources=(str(export.onnx_path),),
         precisions=("int8",),
         engines_dir=root / "engines",
         calibration=CalibrationConfig(directory=root / "calibration"),
         method=method,  # type: ignore[arg-type]
-        target="cpu",
+        targets=("onnxruntime",),
     )
 
 
@@ -47,7 +47,7 @@ def _ranges(artifact: BuiltArtifact) -> dict[str, tuple[float, float]]:
 
 def test_cpu_target_is_u8_activations_and_s8_per_channel_weights(cpu_builds: dict[str, BuiltArtifact]) -> None:
     artifact = cpu_builds["entropy"]
-    assert artifact.precision == "int8-cpu" and artifact.path.name == "lenet5.int8-cpu.onnx"
+    assert artifact.name == "int8-cpu" and artifact.path.name == "lenet5.int8-cpu.onnx"
     model = onnx.load(artifact.path)
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     activations = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits]
@@ -148,7 +148,7 @@ def test_same_ranges_in_a_process_where_modelopt_already_quantized(
     cpu_builds: dict[str, BuiltArtifact], lenet5_export: ExportResult, tmp_path: Path
 ) -> None:
     """ModelOpt patches onnxruntime.quantization for the rest of its process; our recipe runs isolated from that."""
-    build(dataclasses.replace(_config(lenet5_export, tmp_path / "trt"), target="tensorrt"))  # ModelOpt, this process
+    build(dataclasses.replace(_config(lenet5_export, tmp_path / "trt"), targets=("tensorrt",)))  # ModelOpt here
     here = build(_config(lenet5_export, tmp_path / "here", "max")).artifacts[0]
     assert _ranges(here) == _ranges(cpu_builds["max"])
     fresh = subprocess.run(
@@ -162,7 +162,7 @@ def test_same_ranges_in_a_process_where_modelopt_already_quantized(
 def test_bad_target_and_method_combinations_are_refused(cli: CliRunner, lenet5_export: ExportResult) -> None:
     onnx_path = str(lenet5_export.onnx_path)
     result = cli.invoke(app, ["build", onnx_path, "--int8", "--calib-method", "percentile"])
-    assert result.exit_code == BadInput.exit_code and "--target cpu" in result.output
+    assert result.exit_code == BadInput.exit_code and "--target onnxruntime" in result.output
     result = cli.invoke(app, ["build", onnx_path, "--int8", "--target", "gpu"])
     assert result.exit_code == BadInput.exit_code and "--target 'gpu' is unknown" in result.output
 

@@ -7,12 +7,12 @@ import numpy as np
 import onnx
 import pytest
 
-from deploy.backends.onnxruntime_runner import OrtRunner
 from deploy.errors import BadInput, ParityError
 from deploy.export import ExportConfig, ExportResult, export_model
 from deploy.files import sha256_file
 from deploy.harness.compare import Tolerance
 from deploy.sidecar import load_sidecar
+from deploy.targets.onnxruntime.runner import OrtRunner
 from deploy.zoo import get_spec
 
 DEFAULT_RUN = [

@@ -1,8 +1,8 @@
 """Imports point down the layers only: a module never imports from a layer above its own.
 
 Every import counts, the lazy ones inside functions too: they are real dependencies that only run later. The
-order is the code's today; it differs from shared/STYLE.md in one place: the runners (backends, STYLE's targets)
-sit below harness, because verify and bench take runners through the factory. Modules of one layer may import
+order is shared/STYLE.md's, with one difference: the deployment targets (their runners) sit below harness,
+because verify and bench take runners from the target registry. Modules of one layer may import
 each other; a circle among them is not caught here (farm-studio look shows circles).
 """
 
@@ -17,10 +17,11 @@ import deploy
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors", "environment", "lazy", "files"}),
     frozenset({"preprocessing", "simplify", "samples", "sidecar"}),
-    frozenset({"zoo", "backends", "serving"}),
+    frozenset({"zoo", "backends", "targets", "serving"}),
     frozenset({"harness", "doctor"}),
     frozenset({"export", "report"}),
     frozenset({"precision"}),
+    frozenset({"build"}),
     frozenset({"pipeline"}),
     frozenset({"cli", "__main__"}),
 )

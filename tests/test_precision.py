@@ -12,10 +12,10 @@ import pytest
 from onnx import numpy_helper
 
 import deploy.precision.calibration as calibration_module
+from deploy.build import BuildConfig, BuildResult, build
 from deploy.errors import BadInput
 from deploy.export import ExportConfig, export_model
 from deploy.harness.verify import VerifyConfig, verify
-from deploy.precision.build import BuildConfig, BuildResult, build
 from deploy.precision.cache import read_scales
 from deploy.precision.calibration import CalibrationConfig
 from deploy.samples import digits_split
@@ -31,7 +31,7 @@ def _build_all(name: str, root: Path, **changes: object) -> BuildResult:
     weights = None if name in {"lenet5", "alexnet2012"} else "random"
     export_model(ExportConfig(model=name, weights=weights, out_dir=root / "export", parity_samples=2))
     config = BuildConfig(
-        targets=(name,),
+        sources=(name,),
         export_dir=root / "export",
         engines_dir=root / "engines",
         calibration=CalibrationConfig(directory=root / "calibration"),
@@ -42,7 +42,7 @@ def _build_all(name: str, root: Path, **changes: object) -> BuildResult:
 
 
 def _check_structure(result: BuildResult) -> None:
-    by_precision = {a.precision: a for a in result.artifacts}
+    by_precision = {a.name: a for a in result.artifacts}
     assert set(by_precision) == {"fp32", "fp16", "int8"}
 
     fp16 = onnx.load(by_precision["fp16"].path)
@@ -108,7 +108,7 @@ def _lenet5_config(root: Path, **changes: object) -> BuildConfig:
 
     engines = changes.get("engines_dir", root / "engines")
     base = BuildConfig(
-        targets=("lenet5",),
+        sources=("lenet5",),
         precisions=("int8",),
         export_dir=root / "export",
         engines_dir=root / "engines",

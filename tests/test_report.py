@@ -37,7 +37,7 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> PipelineResult:
         methods=("entropy",),
         count=100,
         bench=InterleavedConfig(artifacts=(), batches=(1, 4), threads=1, duration_s=0.3, warmup_s=0.05),
-        peers=tuple(p for p in CPU_PEERS if p.backend == "openvino"),  # torch.compile's peer test is slow
+        peers=tuple(p for p in CPU_PEERS if p.backend == "openvino"),  # OpenVINO default, NNCF; torch.compile: slow
     )
     return run_pipeline(config)
 
@@ -54,18 +54,21 @@ def test_report_json_round_trips(pipeline_run: PipelineResult) -> None:
 
 def test_report_rows_hold_parity_timing_and_provenance(pipeline_run: PipelineResult) -> None:
     report = pipeline_run.report
-    names = ["eager", "fp32", "fp16", "int8", "int8-cpu", "openvino-fp32", "openvino-default", "openvino-int8"]
+    ours = ["fp32", "fp32 openvino", "fp16", "fp16 openvino", "int8", "int8-cpu", "int8-cpu openvino"]
+    names = ["eager", *ours, "openvino-default", "nncf-int8"]
     assert [row.name for row in report.rows] == names
     eager = report.rows[0]
     assert eager.passed is None and eager.accuracy is not None and set(eager.latency) == {1, 4}
     for row in report.rows[1:]:
-        assert row.passed, row.name  # peers included: OpenVINO runs the same ONNX files
+        assert row.passed, row.name  # peers included: OpenVINO runs the FP32 ONNX, NNCF quantizes it
         assert abs((row.accuracy or 0) - eager.accuracy) <= 0.02  # trained LeNet-5 keeps its accuracy
         assert set(row.latency) == set(row.speedup) == {1, 4}
         assert (row.size_bytes is None) == row.peer and (row.build_seconds is None) == row.peer
         assert all(r.p10 <= r.median <= r.p90 for r in row.speedup.values())
-    assert [row.peer for row in report.rows] == [False] * 5 + [True] * 3
-    assert report.rows[-1].artifact is not None and report.rows[-1].artifact.endswith("lenet5.int8-cpu.onnx")
+    assert [row.peer for row in report.rows] == [False] * 8 + [True] * 2
+    assert [row.label.name if row.label else None for row in report.rows] == [None, *ours, None, None]
+    assert report.rows[-1].artifact is not None and report.rows[-1].artifact.endswith("lenet5.onnx")
+    assert {row.backend for row in report.rows if row.name.endswith("openvino")} == {"openvino"}
     assert report.bench is not None and report.bench.settle >= 1 and report.environment["threads"] == 1
     assert report.overhead and report.overhead[0].batch == 1
 
@@ -199,4 +202,4 @@ def test_benchmark_summary_states_the_targets_from_the_report(pipeline_run: Pipe
     cpu_int8 = next(r for r in report.rows if r.name == "int8-cpu")
     assert f"ONNX FP32 vs eager: {fp32.speedup[1].median:.2f}×" in text
     assert f"CPU INT8 vs ONNX FP32: {fp32.latency[1].p50_ms / cpu_int8.latency[1].p50_ms:.2f}×" in text
-    assert "best ours (" in text and "best peer (openvino-" in text
+    assert "best ours (" in text and "best peer (" in text and "best peer (none)" not in text

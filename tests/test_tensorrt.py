@@ -11,10 +11,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from deploy.backends.tensorrt.build import Profile, parse_shape_spec, resolve_profile
-from deploy.backends.tensorrt.gpu import gpu_info
-from deploy.backends.tensorrt.inspect import layer_precision
-from deploy.backends.tensorrt.runtime import check_plan_compatible
 from deploy.cli import app
 from deploy.doctor import diagnose
 from deploy.environment import cpu_isa
@@ -22,6 +18,10 @@ from deploy.errors import ArtifactError, BadInput, MissingDependency
 from deploy.export import ExportResult
 from deploy.files import sha256_file
 from deploy.sidecar import Sidecar, load_sidecar, sidecar_path
+from deploy.targets.tensorrt.build import Profile, parse_shape_spec, resolve_profile
+from deploy.targets.tensorrt.gpu import gpu_info
+from deploy.targets.tensorrt.inspect import layer_precision
+from deploy.targets.tensorrt.runtime import check_plan_compatible
 
 
 def _plan_sidecar(base: Sidecar, **tensorrt: object) -> Sidecar:
@@ -91,7 +91,7 @@ def test_layer_precision_counts_follow_the_inspector_json() -> None:
 def test_doctor_reports_each_piece_and_what_its_absence_disables() -> None:
     report = diagnose()
     checks = {check.name: check for check in report.checks}
-    assert set(checks) == {"CPU", "ONNX Runtime", "ModelOpt", "PyTorch", "GPU", "TensorRT", "pycuda"}
+    assert set(checks) == {"CPU", "ONNX Runtime", "ModelOpt", "PyTorch", "GPU", "TensorRT", "pycuda", "OpenVINO"}
     assert "U8S8" in checks["CPU"].detail and cpu_isa().source in checks["CPU"].detail  # the level and its origin
     assert checks["ONNX Runtime"].ok and "CPUExecutionProvider" in checks["ONNX Runtime"].detail
     assert checks["ModelOpt"].ok
@@ -130,40 +130,45 @@ needs_gpu = pytest.mark.skipif(
 @needs_gpu
 @pytest.mark.parametrize("model", ["lenet5", "resnet18"])
 def test_plans_build_run_and_match_eager(model: str, tmp_path: Path) -> None:
-    from deploy.backends.tensorrt.latency import measure_trt
-    from deploy.backends.tensorrt.runtime import TrtRunner
     from deploy.backends.timing import BenchConfig
+    from deploy.build import BuildConfig, build
     from deploy.export import ExportConfig, export_model
     from deploy.harness.verify import VerifyConfig, verify
-    from deploy.precision.build import BuildConfig, PlanOptions, build
     from deploy.precision.calibration import CalibrationConfig
+    from deploy.targets.tensorrt.build import PlanOptions
+    from deploy.targets.tensorrt.latency import measure_trt
+    from deploy.targets.tensorrt.runtime import TrtRunner
 
     weights = None if model == "lenet5" else "random"
     export_model(ExportConfig(model=model, weights=weights, out_dir=tmp_path / "export"))
     result = build(
         BuildConfig(
-            targets=(model,),
+            sources=(model,),
             export_dir=tmp_path / "export",
             engines_dir=tmp_path / "engines",
             calibration=CalibrationConfig(directory=tmp_path / "calibration"),
-            plans=PlanOptions(compile=True, workspace_gib=2.0),
+            compile=True,
+            options=(PlanOptions(workspace_gib=2.0),),
         )
     )
-    assert {p.sidecar.precision_name for p in result.plans} == {"fp32", "fp16", "int8"}
-    for plan in result.plans:
-        assert plan.sidecar.extra["tensorrt"]["layer_precision"]["int8" if "int8" in plan.path.name else "fp32"] >= 0
-    outcome = verify(VerifyConfig(artifacts=tuple(p.path for p in result.plans)))
+    plans = [a for a in result.artifacts if a.label.target == "tensorrt"]
+    assert {p.sidecar.precision_name for p in plans} == {"fp32", "fp16", "int8"}
+    for plan in plans:
+        assert plan.sidecar.target is not None and plan.path.suffix == ".plan"
+        assert plan.sidecar.target.settings["layer_precision"][plan.label.precision] >= 0
+        assert plan.verdict is not None and plan.verdict.passed  # judged on the GPU before it was published
+    outcome = verify(VerifyConfig(artifacts=tuple(p.path for p in plans)))
     assert outcome.passed, [v.parity.summary() for v in outcome.verdicts]
-    with TrtRunner(result.plans[0].path) as runner:
+    with TrtRunner(plans[0].path) as runner:
         name = runner.inputs[0].name
         import numpy as np
 
-        shape = (1, *load_sidecar(result.plans[0].path).inputs[0].shape[1:])
+        shape = (1, *load_sidecar(plans[0].path).inputs[0].shape[1:])
         feeds = [{name: np.random.default_rng(i).standard_normal(shape).astype(np.float32)} for i in range(4)]
         latency = measure_trt(runner, feeds, BenchConfig(iterations=20, warmup_s=0.2, min_duration_s=0.2))
     assert latency.compute.p50_ms > 0 and latency.end_to_end.p50_ms >= latency.compute.p50_ms
     # Eager PyTorch on the same GPU, timed the same way, in the same run.
-    from deploy.backends.tensorrt.latency import measure_eager_cuda
+    from deploy.backends.cuda_timing import measure_eager_cuda
     from deploy.zoo import get_spec, load_model
 
     module = load_model(get_spec(model), weights).module
@@ -190,8 +195,8 @@ def test_pipeline_times_plans_against_eager_cuda_with_gpu_stages(tmp_path: Path)
         )
     )
     rows = {row.name: row for row in result.report.rows}
-    assert {"eager", "eager-cuda", "fp32 plan", "fp16 plan", "int8 plan"} <= set(rows)
-    for name in ("fp32 plan", "fp16 plan", "int8 plan"):
+    assert {"eager", "eager-cuda", "fp32 tensorrt", "fp16 tensorrt", "int8 tensorrt"} <= set(rows)
+    for name in ("fp32 tensorrt", "fp16 tensorrt", "int8 tensorrt"):
         plan = rows[name]
         assert plan.passed and plan.backend == "tensorrt" and set(plan.speedup) == {1, 8}
         stages = plan.gpu[1]
@@ -203,18 +208,23 @@ def test_pipeline_times_plans_against_eager_cuda_with_gpu_stages(tmp_path: Path)
 def test_a_plan_never_overwrites_the_sidecar_of_the_onnx_it_came_from(
     cli: CliRunner, lenet5_export: ExportResult, tmp_path: Path, digit_files: list[tuple[Path, int]]
 ) -> None:
-    """The plan builder's own publishing step, given stand-in plan bytes (no TensorRT here): both files stay valid."""
-    from deploy.backends.tensorrt.build import publish_plan
-    from deploy.precision.build import BuildConfig, build
+    """The build's publishing step, given stand-in plan bytes (no TensorRT here; a test double for the compiler's
+    output only): the plan gets its own sidecar and the typed ONNX's stays valid."""
+    from deploy.build import BuildConfig, build, publish
+    from deploy.files import sha256_file
 
     config = BuildConfig(
-        targets=(str(lenet5_export.onnx_path),), precisions=("fp32",), engines_dir=tmp_path, verify=None
+        sources=(str(lenet5_export.onnx_path),), precisions=("fp32",), engines_dir=tmp_path, verify=None
     )
     typed = build(config).artifacts[0]
-    plan = typed.path.with_suffix(".plan")
-    stand_in = dataclasses.replace(typed.sidecar, artifact=plan.name)
-    published = publish_plan(plan, b"stand-in plan bytes", stand_in, timing_cache=(tmp_path / "timing.cache", b"t"))
+    work = tmp_path / "work"
+    work.mkdir()
+    compiled = work / "lenet5.fp32.plan"
+    compiled.write_bytes(b"stand-in plan bytes")
+    stand_in = dataclasses.replace(typed.sidecar, artifact=compiled.name, sha256=sha256_file(compiled))
+    plan = tmp_path / compiled.name
+    publish(compiled, stand_in, plan)
     assert sidecar_path(plan) == tmp_path / "lenet5.fp32.plan.json" != typed.sidecar_path
-    assert load_sidecar(plan) == published and load_sidecar(typed.path) == typed.sidecar  # hashes match both files
+    assert load_sidecar(plan) == stand_in and load_sidecar(typed.path) == typed.sidecar  # hashes match both files
     result = cli.invoke(app, ["infer", str(typed.path), str(digit_files[0][0]), "--json"])
     assert result.exit_code == 0, result.output

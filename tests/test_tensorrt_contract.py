@@ -27,7 +27,7 @@ from tests.support.trt_contract import (
 ROOT = Path(__file__).resolve().parent.parent
 WHEELS = Path(os.environ.get("DEPLOY_TRT_CONTRACT", ROOT / ".cache" / "trt-contract"))
 # The modules that drive TensorRT objects (gpu.py speaks NVML, latency.py only our runner and pycuda events).
-TRT_MODULES = [ROOT / "deploy" / "backends" / "tensorrt" / name for name in ("api.py", "build.py", "runtime.py")]
+TRT_MODULES = [ROOT / "deploy" / "targets" / "tensorrt" / name for name in ("api.py", "build.py", "runtime.py")]
 
 bindings = find_wheel(WHEELS, BINDINGS_WHEEL)
 stubs = find_wheel(WHEELS, STUBS_WHEEL)
@@ -79,7 +79,7 @@ def test_the_bindings_really_are_tensorrt_11(contract) -> None:  # type: ignore[
 
 
 def test_tensorrt_modules_type_check_against_the_stubs(tmp_path: Path) -> None:
-    """mypy over deploy/backends/tensorrt with the (repaired) 10.13 stubs: signatures and types, not just names."""
+    """mypy over deploy/targets/tensorrt with the (repaired) 10.13 stubs: signatures and types, not just names."""
     assert stubs is not None
     stub_path = extract_stubs(stubs, tmp_path / "stubs")
     config = tmp_path / "mypy.ini"
@@ -90,7 +90,7 @@ def test_tensorrt_modules_type_check_against_the_stubs(tmp_path: Path) -> None:
     )
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "--config-file", str(config), "--no-incremental",
-         str(ROOT / "deploy" / "backends" / "tensorrt")],
+         str(ROOT / "deploy" / "targets" / "tensorrt")],
         env={**os.environ, "MYPYPATH": str(stub_path)},
         capture_output=True,
         text=True,

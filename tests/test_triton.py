@@ -76,7 +76,7 @@ def test_plan_config_uses_the_tensorrt_platform(lenet5_export: ExportResult, tmp
     assert config.name == "lenet5_int8" and config.platform == "tensorrt_plan"
     assert config.instance_group[0].count == 2
     assert (tmp_path / "repo" / "lenet5_int8" / "1" / "model.plan").is_file()
-    with pytest.raises(BadInput, match="GPUs only"):
+    with pytest.raises(BadInput, match="GPU only"):
         write_repository(TritonConfig(artifacts=(plan,), repo=tmp_path / "repo2", device="cpu"))
 
 

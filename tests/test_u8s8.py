@@ -14,19 +14,19 @@ import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
 
-from deploy.backends.onnxruntime_runner import OrtRunner
-from deploy.backends.u8s8 import (
+from deploy.build import BuildConfig, BuiltArtifact, build
+from deploy.environment import CpuIsa, level_from_flags
+from deploy.export import ExportResult
+from deploy.harness.heldout import held_out_set
+from deploy.precision.calibration import CalibrationConfig
+from deploy.targets.onnxruntime.runner import OrtRunner
+from deploy.targets.onnxruntime.u8s8 import (
     EXACT_SESSION_CONFIG,
     REDUCED_WEIGHT_LIMIT,
     pair_sums,
     saturating_weights,
     widen_int8_weights,
 )
-from deploy.environment import CpuIsa, level_from_flags
-from deploy.export import ExportResult
-from deploy.harness.heldout import held_out_set
-from deploy.precision.build import BuildConfig, BuiltArtifact, build
-from deploy.precision.calibration import CalibrationConfig
 
 AVX2 = CpuIsa("avx2", "injected")
 VNNI = CpuIsa("avx512-vnni", "injected")
@@ -36,12 +36,12 @@ VNNI = CpuIsa("avx512-vnni", "injected")
 def lenet5_cpu_int8(lenet5_export: ExportResult, tmp_path_factory: pytest.TempPathFactory) -> BuiltArtifact:
     root = tmp_path_factory.mktemp("u8s8")
     config = BuildConfig(
-        targets=(str(lenet5_export.onnx_path),),
+        sources=(str(lenet5_export.onnx_path),),
         precisions=("int8",),
         engines_dir=root / "engines",
         calibration=CalibrationConfig(directory=root / "calibration"),
         method="max",
-        target="cpu",
+        targets=("onnxruntime",),
         verify=None,
     )
     return build(config).artifacts[0]

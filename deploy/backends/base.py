@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from deploy.backends.timing import BenchConfig, GpuStages
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,10 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run once. Returned arrays belong to the caller: the runner never reuses them."""
+
+    def gpu_stages(self, feeds: Sequence[Mapping[str, np.ndarray]], config: BenchConfig) -> GpuStages | None:
+        """Per-stage CUDA timings (H2D, compute, D2H) for runners that run on a GPU; None for CPU runners."""
+        return None
 
     def __enter__(self) -> Runner:
         self.activate()

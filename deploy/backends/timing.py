@@ -62,6 +62,20 @@ def latency_stats(runner: str, batch: int, threads: int, samples_ms: Sequence[fl
 
 
 @dataclass(frozen=True)
+class GpuStages:
+    """trtexec-style timings of a GPU runner: CUDA events around H2D, compute and D2H, and host end-to-end."""
+
+    end_to_end: LatencyStats  # host wall clock around stage + H2D + compute + D2H + synchronize
+    h2d: LatencyStats
+    compute: LatencyStats
+    d2h: LatencyStats
+
+    @property
+    def throughput(self) -> float:
+        return self.end_to_end.throughput
+
+
+@dataclass(frozen=True)
 class Ratio:
     """A speed-up: the median of per-round ratios reference/candidate and their 10th-90th percentile spread."""
 

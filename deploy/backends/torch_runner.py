@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from deploy.backends.base import Runner, TensorMeta
+
+if TYPE_CHECKING:
+    from deploy.backends.timing import BenchConfig, GpuStages
 
 
 class TorchRunner(Runner):
@@ -45,6 +49,13 @@ class TorchRunner(Runner):
     @property
     def outputs(self) -> tuple[TensorMeta, ...]:
         return tuple(TensorMeta(name, (), "float32") for name in self._output_names)
+
+    def gpu_stages(self, feeds: Sequence[Mapping[str, np.ndarray]], config: BenchConfig) -> GpuStages | None:
+        if self.device.type != "cuda":
+            return None
+        from deploy.backends.cuda_timing import measure_eager_cuda
+
+        return measure_eager_cuda(self.module, self._inputs[0].name, feeds, config)
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         args = [

@@ -1,4 +1,4 @@
-"""`deploy build [MODEL|ONNX ...]`: typed ONNX per precision, ready for TensorRT, runnable by ONNX Runtime."""
+"""`deploy build [MODEL|ONNX ...]`: typed ONNX per precision, compiled for each --target that can compile here."""
 
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ from deploy.cli.options import MIN_COSINE, MIN_TOP1
 from deploy.cli.output import print_json, progress_printer, stderr, stdout
 
 if TYPE_CHECKING:
-    from deploy.backends.tensorrt.build import HardwareCompatibility, Profile
-    from deploy.precision.build import BuiltArtifact
+    from deploy.build import BuiltArtifact
+    from deploy.targets.tensorrt.build import HardwareCompatibility, Profile
 
 
 def build(
     ctx: typer.Context,
-    targets: list[str] = typer.Argument(None, help="Model names or exported .onnx files (default: all in export/)."),
+    sources: list[str] = typer.Argument(
+        None, metavar="[MODEL|ONNX]...", help="Model names or exported .onnx files (default: all in export/)."
+    ),
     fp32: bool = typer.Option(False, "--fp32", help="FP32 typed ONNX (a verified copy of the export)."),
     fp16: bool = typer.Option(False, "--fp16", help="FP16 by ModelOpt AutoCast."),
     int8: bool = typer.Option(False, "--int8", help="INT8 Q/DQ by ModelOpt PTQ, calibrated on CPU."),
@@ -27,8 +29,12 @@ def build(
     method: str = typer.Option(
         "entropy", "--calib-method", help="INT8 calibration: entropy, max, or percentile (--target cpu)."
     ),
-    target: str = typer.Option(
-        "tensorrt", "--target", help="INT8 recipe: tensorrt (symmetric S8 Q/DQ) or cpu (ONNX Runtime U8S8 QDQ)."
+    target: list[str] = typer.Option(
+        ["tensorrt"],
+        "--target",
+        "-t",
+        help="Deployment target, repeatable: tensorrt (.plan; INT8 as S8 Q/DQ), onnxruntime (alias cpu; INT8 as "
+        "U8S8 QDQ) or openvino (IR; INT8 from the U8S8 QDQ).",
     ),
     high_precision: str = typer.Option("fp32", "--high-precision", help="Layers left unquantized: fp32 or fp16."),
     calib_dir: Path | None = typer.Option(None, "--calib-dir", help="Calibration images (default: calibration/)."),
@@ -37,8 +43,11 @@ def build(
     weights: str | None = typer.Option(
         None, "--weights", "-w", help="Weights for a model exported on demand (as for `deploy export`)."
     ),
-    plan: bool | None = typer.Option(
-        None, "--plan/--no-plan", help="Compile TensorRT plans (default: when TensorRT and a GPU are usable)."
+    compile_: bool | None = typer.Option(
+        None,
+        "--compile/--no-compile",
+        "--plan/--no-plan",
+        help="Compile for the target (default: when it is usable here; --compile fails where it is not).",
     ),
     min_batch: int | None = typer.Option(None, "--min-batch", help="TensorRT profile: smallest batch."),
     opt_batch: int | None = typer.Option(None, "--opt-batch", help="TensorRT profile: batch to optimise for."),
@@ -69,17 +78,19 @@ def build(
     """Bake FP32/FP16/INT8 precision into ONNX (TensorRT builds it strongly typed; ONNX Runtime runs it anywhere)."""
     import dataclasses
 
+    from deploy.build import BuildConfig
+    from deploy.build import build as run_build
     from deploy.cli.options import check_tolerances
     from deploy.errors import BadInput
     from deploy.harness.verify import ParityCheck
-    from deploy.precision.build import PRECISIONS, BuildConfig, PlanOptions
-    from deploy.precision.build import build as run_build
     from deploy.precision.calibration import DEFAULT_DIR, CalibrationConfig
+    from deploy.sidecar import PRECISIONS
+    from deploy.targets import get_target
+    from deploy.targets.tensorrt.build import PlanOptions
 
     if method not in ("entropy", "max", "percentile"):
         raise BadInput(f"--calib-method {method!r} is unknown", hint="choose entropy, max or percentile")
-    if target not in ("tensorrt", "cpu"):
-        raise BadInput(f"--target {target!r} is unknown", hint="choose tensorrt or cpu")
+    targets = tuple(dict.fromkeys(get_target(name).name for name in target))
     if high_precision not in ("fp32", "fp16"):
         raise BadInput(f"--high-precision {high_precision!r} is unknown", hint="choose fp32 or fp16")
     chosen = [p for p, flag in zip(PRECISIONS, (fp32, fp16, int8), strict=True) if flag]
@@ -88,7 +99,8 @@ def build(
     if (recalibrate or calib_dir is not None) and chosen and "int8" not in chosen and "fp16" not in chosen:
         raise BadInput("calibration options need --int8 or --fp16", hint="add --int8, or drop the calibration options")
     config = BuildConfig(
-        targets=tuple(targets or ()),
+        sources=tuple(sources or ()),
+        targets=targets,
         precisions=tuple(chosen) or PRECISIONS,
         export_dir=export_dir,
         engines_dir=out_dir,
@@ -96,7 +108,6 @@ def build(
             directory=calib_dir or DEFAULT_DIR, count=calib_count, explicit=calib_dir is not None
         ),
         method=method,  # type: ignore[arg-type]
-        target=target,  # type: ignore[arg-type]
         high_precision=high_precision,  # type: ignore[arg-type]
         recalibrate=recalibrate,
         weights=weights,
@@ -106,14 +117,16 @@ def build(
     )
     config = dataclasses.replace(
         config,
-        plans=PlanOptions(
-            compile=plan,
-            profile=_profile(min_batch, opt_batch, max_batch, min_shapes, opt_shapes, max_shapes),
-            workspace_gib=workspace,
-            builder_optimization_level=builder_opt_level,
-            timing_cache=timing_cache,
-            version_compatible=version_compatible,
-            hardware_compatibility=_hardware(hardware_compatibility),
+        compile=compile_,
+        options=(
+            PlanOptions(
+                profile=_profile(min_batch, opt_batch, max_batch, min_shapes, opt_shapes, max_shapes),
+                workspace_gib=workspace,
+                builder_optimization_level=builder_opt_level,
+                timing_cache=timing_cache,
+                version_compatible=version_compatible,
+                hardware_compatibility=_hardware(hardware_compatibility),
+            ),
         ),
     )
     result = run_build(config, progress=progress_printer(ctx))
@@ -124,35 +137,24 @@ def build(
         result.raise_for_parity()
         return
     table = Table(title="deploy build")
-    for column in ("model", "precision", "artifact", "size MB", "calibration", "parity vs eager", "seconds"):
+    for column in ("model", "artifact kind", "file", "size MB", "calibration / compile", "parity vs eager", "seconds"):
         table.add_column(column, overflow="fold")
     for artifact in result.artifacts + result.rejected:
-        calibration = ""
+        notes = artifact.summary
         if artifact.reused_calibration is not None:
-            calibration = "cache reused" if artifact.reused_calibration else "calibrated"
+            notes = "cache reused" if artifact.reused_calibration else "calibrated"
         table.add_row(
             artifact.model,
-            artifact.precision,
+            artifact.name,
             str(artifact.path),
             f"{artifact.sidecar.size_bytes / 1e6:.1f}",
-            calibration,
+            notes,
             _parity_cell(artifact),
             f"{artifact.seconds:.1f}",
         )
-    for built_plan in result.plans:
-        layers = built_plan.layers
-        table.add_row(
-            built_plan.sidecar.model,
-            f"{built_plan.sidecar.precision_name} plan",
-            str(built_plan.path),
-            f"{built_plan.sidecar.size_bytes / 1e6:.1f}",
-            f"layers INT8 {layers.int8} / FP16 {layers.fp16} / FP32 {layers.fp32}",
-            "",
-            f"{built_plan.seconds:.1f}",
-        )
     stdout.print(table)
-    if config.target != "cpu" or set(config.precisions) != {"int8"}:  # CPU INT8 is never a TensorRT input
-        stderr.print(result.tensorrt, highlight=False, markup=False)
+    for status in result.statuses:
+        stderr.print(status, highlight=False, markup=False)
     result.raise_for_parity()
 
 
@@ -178,8 +180,8 @@ def _profile(
     max_shapes: str | None,
 ) -> Profile | None:
     """The batch profile from --min/--opt/--max-batch or trtexec's --minShapes/--optShapes/--maxShapes."""
-    from deploy.backends.tensorrt.build import Profile, parse_shape_spec
     from deploy.errors import BadInput
+    from deploy.targets.tensorrt.build import Profile, parse_shape_spec
 
     batches = [min_batch, opt_batch, max_batch]
     for index, spec in enumerate((min_shapes, opt_shapes, max_shapes)):

@@ -12,7 +12,7 @@ from deploy.cli.options import ATOL, MIN_COSINE, MIN_TOP1, RTOL
 from deploy.cli.output import progress_printer, stderr, stdout
 
 if TYPE_CHECKING:
-    from deploy.precision.build import Method
+    from deploy.sidecar import Method
 
 
 def pipeline(

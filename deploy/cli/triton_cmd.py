@@ -15,18 +15,20 @@ def triton(
     repo: Path = typer.Option(Path("model_repository"), "--repo", "-r", help="The model repository folder."),
     name: str | None = typer.Option(None, "--name", help="Triton model name (one artifact only)."),
     instances: int = typer.Option(1, "--instances", help="Model instances per device."),
-    device: str = typer.Option("gpu", "--device", help="Instance kind: gpu (KIND_GPU) or cpu (KIND_CPU)."),
+    device: str | None = typer.Option(
+        None, "--device", help="Instance kind: gpu (KIND_GPU) or cpu (KIND_CPU); default: where the artifact runs."
+    ),
     max_queue_delay_us: int = typer.Option(100, "--max-queue-delay-us", help="Dynamic batching queue delay."),
     labels: bool = typer.Option(True, "--labels/--no-labels", help="Write labels.txt for classifier outputs."),
     force: bool = typer.Option(False, "--force", help="Write into a folder that holds other content."),
     export_dir: Path = typer.Option(Path("export"), "--export-dir", help="Where a model name's ONNX is found."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
 ) -> None:
-    """Write config.pbtxt and versioned model files Triton reads (ONNX Runtime or TensorRT backends)."""
+    """Write config.pbtxt and versioned model files Triton reads (ONNX Runtime, TensorRT or OpenVINO)."""
     from deploy.errors import BadInput
     from deploy.serving.triton import TritonConfig, write_repository
 
-    if device not in ("gpu", "cpu"):
+    if device not in (None, "gpu", "cpu"):
         raise BadInput(f"--device {device!r} is unknown", hint="choose gpu or cpu")
     paths = tuple(_artifact_path(item, export_dir) for item in artifacts)
     config = TritonConfig(
@@ -53,7 +55,9 @@ def triton(
 
 def _artifact_path(item: str, export_dir: Path) -> Path:
     path = Path(item)
-    if path.suffix in (".onnx", ".plan") or path.exists():
+    from deploy.targets import artifact_suffixes
+
+    if path.suffix in artifact_suffixes() or path.exists():
         return path
     from deploy.errors import BadInput
     from deploy.zoo import get_spec

@@ -9,10 +9,10 @@ from typing import Literal
 
 import numpy as np
 
-from deploy.backends.factory import ARTIFACT_SUFFIXES, runner_for
 from deploy.errors import BadInput
 from deploy.preprocessing import Preprocessing, load_image, preprocess
 from deploy.sidecar import load_sidecar, sidecar_path
+from deploy.targets import runner_for, target_for
 
 
 @dataclass(frozen=True)
@@ -73,11 +73,7 @@ def classify(artifact: Path, images: Sequence[Path], *, model: str | None = None
 def _contract(artifact: Path, model: str | None) -> _Contract:
     if not artifact.is_file():
         raise BadInput(f"artifact {artifact} does not exist", hint="export one with `deploy export MODEL`")
-    if artifact.suffix not in ARTIFACT_SUFFIXES:
-        raise BadInput(
-            f"{artifact} is neither an .onnx file nor a TensorRT .plan",
-            hint="pass an artifact from `deploy export` or `deploy build`",
-        )
+    target_for(artifact)  # an unknown kind of file is refused before anything is read
     if sidecar_path(artifact).is_file() or model is None:
         sidecar = load_sidecar(artifact)
         return _Contract(sidecar.model, sidecar.inputs[0].name, sidecar.preprocessing, sidecar.labels, "sidecar")

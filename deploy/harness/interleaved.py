@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from deploy.backends.base import Runner, TensorMeta
-from deploy.backends.factory import runner_for
 from deploy.backends.timing import (
     BenchConfig,
+    GpuStages,
     LatencyStats,
     Overhead,
     Ratio,
@@ -40,6 +40,7 @@ from deploy.errors import BadInput
 from deploy.harness.eager import eager_runner
 from deploy.harness.heldout import held_out_set
 from deploy.sidecar import Sidecar, load_sidecar
+from deploy.targets import artifact_suffixes, runner_for, target_for
 
 Progress = Callable[[str], None]
 EAGER = ("eager", "eager-cuda")
@@ -120,6 +121,7 @@ def bench(
     first = next(iter(sidecars.values()))
     held = held_out_set(first, images=config.images, count=None)
     runners = _runners(config, sidecars, first) | dict(extra or {})
+    on_gpu = {path.name for path in sidecars if target_for(path).device == "cuda"}  # timed against eager CUDA
     results = []
     import torch
 
@@ -142,8 +144,10 @@ def bench(
                     per_round=config.per_round, min_rounds=config.min_rounds, settle=config.settle,
                 )  # fmt: skip
                 latency = {n: latency_stats(n, batch, config.threads, s) for n, s in samples.items()}
-                references = {"eager": [n for n in runners if n not in EAGER and not n.endswith(".plan")]}
-                references["eager-cuda"] = [n for n in runners if n.endswith(".plan")]
+                references = {
+                    "eager": [n for n in runners if n not in EAGER and n not in on_gpu],
+                    "eager-cuda": [n for n in runners if n in on_gpu],
+                }
                 speedup = {
                     name: ratio_of(rounds[reference], rounds[name])
                     for reference, names in references.items() if reference in runners for name in names
@@ -166,16 +170,13 @@ def check_settings(config: InterleavedConfig) -> None:
 
 
 def artifacts_of(model: str, export_dir: Path, engines_dir: Path) -> tuple[Path, ...]:
-    """Every artifact of `model` with a sidecar: its export, its typed ONNX builds and its plans."""
+    """Every artifact of `model` with a sidecar: its export, its typed ONNX builds and what targets compiled."""
     from deploy.sidecar import sidecar_path
     from deploy.zoo import get_spec
 
     name = get_spec(model).name
-    found = [
-        export_dir / f"{name}.onnx",
-        *sorted(engines_dir.glob(f"{name}.*.onnx")),
-        *sorted(engines_dir.glob(f"{name}.*.plan")),
-    ]
+    found = [export_dir / f"{name}.onnx"]
+    found += [path for suffix in artifact_suffixes() for path in sorted(engines_dir.glob(f"{name}.*{suffix}"))]
     found = [path for path in found if path.is_file() and sidecar_path(path).is_file()]
     if not found:
         raise BadInput(
@@ -189,10 +190,10 @@ def _runners(config: InterleavedConfig, sidecars: dict[Path, Sidecar], first: Si
     runners: dict[str, Runner] = {}
     if config.eager:
         runners["eager"] = eager_runner(first)
-        if any(path.suffix == ".plan" for path in sidecars):
+        if any(target_for(path).device == "cuda" for path in sidecars):
             runners["eager-cuda"] = eager_runner(first, device="cuda")
-    for path in sidecars:
-        runners[path.name] = runner_for(path, intra_op_threads=config.threads)
+    for path, sidecar in sidecars.items():
+        runners[path.name] = runner_for(path, threads=config.threads, sidecar=sidecar)
     return runners
 
 
@@ -200,17 +201,11 @@ def _gpu_breakdown(
     runners: Mapping[str, Runner], feeds: Sequence[Feed], config: InterleavedConfig
 ) -> dict[str, dict[str, LatencyStats]]:
     """trtexec-style CUDA-event timings for each plan and for eager CUDA, on the same feeds, after the rounds."""
-    from deploy.backends.tensorrt.latency import TrtLatency, measure_eager_cuda, measure_trt
-    from deploy.backends.tensorrt.runtime import TrtRunner
-    from deploy.backends.torch_runner import TorchRunner
-
     settings = BenchConfig(warmup_s=config.warmup_s, min_duration_s=1.0, threads=config.threads)
-    timings: dict[str, TrtLatency] = {}
+    timings: dict[str, GpuStages] = {}
     for name, runner in runners.items():
-        if isinstance(runner, TrtRunner):
-            timings[name] = measure_trt(runner, feeds, settings)
-        elif name == "eager-cuda" and isinstance(runner, TorchRunner):
-            timings[name] = measure_eager_cuda(runner.module, runner.inputs[0].name, feeds, settings)
+        if (stages := runner.gpu_stages(feeds, settings)) is not None:
+            timings[name] = stages
     return {
         name: {"end_to_end": t.end_to_end, "h2d": t.h2d, "compute": t.compute, "d2h": t.d2h}
         for name, t in timings.items()
@@ -219,7 +214,7 @@ def _gpu_breakdown(
 
 def onnxruntime_overhead(artifact: Path, *, batch: int = 1, duration_s: float = 2.0, threads: int = 1) -> Overhead:
     """The Runner's infer against a bare InferenceSession.run on the same inputs, interleaved."""
-    from deploy.backends.onnxruntime_runner import OrtRunner
+    from deploy.targets.onnxruntime.runner import OrtRunner
 
     sidecar = load_sidecar(artifact)
     feeds = rotating_feeds(held_out_set(sidecar, images=None, count=None).arrays, batch, sidecar.inputs[0].name)

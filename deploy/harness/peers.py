@@ -1,7 +1,13 @@
-"""Peers: other ways to run the same model on CPU (OpenVINO FP32/BF16/INT8, torch.compile), timed beside deploy's
-artifacts in the same interleaved rounds and checked against eager like them, so "our best vs the best peer" is
-one measurement. Used by `deploy pipeline --peers` and benchmarks/cpu_peers.py; each needs the `bench` extra or a
-C++ compiler, and a peer that cannot run here is skipped with the reason.
+"""Peers: what a CPU user would do without deploy, timed beside deploy's artifacts in the same interleaved rounds
+and checked against eager like them, so "our best vs the best peer" is one measurement.
+
+- openvino-default: OpenVINO reading the FP32 ONNX at its default precision (BF16 on AMX/AVX512-BF16 CPUs, FP32
+  elsewhere), as `ov.Core().compile_model("model.onnx")` does;
+- nncf-int8: NNCF's post-training INT8 (`nncf.quantize`) of the FP32 ONNX, on the same calibration images as ours;
+- torch.compile: the eager module through inductor.
+
+Used by `deploy pipeline --peers` and benchmarks/cpu_peers.py; OpenVINO and NNCF come with the `bench` extra, and
+torch.compile needs a C++ compiler; a peer that cannot run here is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -12,42 +18,60 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+import numpy as np
 
 from deploy.backends.base import Runner
+from deploy.lazy import require
 from deploy.sidecar import Sidecar
 
-Source = Literal["fp32", "int8-cpu", "eager"]  # the FP32 ONNX, the CPU INT8 ONNX, or the eager module
+Source = Literal["fp32", "eager"]  # the FP32 ONNX, or the eager module
+Kind = Literal["openvino", "nncf", "torch.compile"]
 
 
 @dataclass(frozen=True)
 class Peer:
     name: str
-    backend: str
+    kind: Kind
     precision: str  # judged with this precision's tolerances
     source: Source
-    openvino_precision: str | None = None  # OpenVINO's INFERENCE_PRECISION_HINT; None: its default
 
-    def runner(self, sidecar: Sidecar, artifacts: Mapping[str, Path], threads: int) -> Runner:
-        if self.backend == "torch.compile":
+    @property
+    def backend(self) -> str:
+        return "torch.compile" if self.kind == "torch.compile" else "openvino"
+
+    def runner(
+        self, sidecar: Sidecar, artifacts: Mapping[str, Path], threads: int, calibration: np.ndarray | None = None
+    ) -> Runner:
+        if self.kind == "torch.compile":
             from deploy.harness.eager import eager_runner
 
             return eager_runner(sidecar, compiled=True)
-        from deploy.backends.openvino_runner import OpenVinoRunner
+        from deploy.targets.openvino.runner import OpenVinoRunner
 
-        return OpenVinoRunner(
-            artifacts[self.source],
-            threads=threads,
-            precision=self.openvino_precision,
-            output_names=[o.name for o in sidecar.outputs],
-        )
+        model: Path | Any = artifacts[self.source]
+        if self.kind == "nncf":
+            if calibration is None:
+                raise ValueError("NNCF needs the calibration images")
+            model = nncf_quantize(model, calibration, input_name=sidecar.inputs[0].name)
+        return OpenVinoRunner(model, threads=threads, precision=None, output_names=[o.name for o in sidecar.outputs])
 
 
+def nncf_quantize(onnx: Path, images: np.ndarray, *, input_name: str) -> Any:
+    """NNCF's default post-training INT8 of the FP32 ONNX as an OpenVINO model, as its documentation shows it."""
+    openvino = require("openvino", purpose="the OpenVINO peers")
+    nncf = require("nncf", purpose="the NNCF INT8 peer")
+    model = openvino.Core().read_model(str(onnx))
+    dataset = nncf.Dataset([image[None] for image in images])
+    return nncf.quantize(model, dataset, subset_size=len(images))
+
+
+NEEDS: dict[Kind, tuple[str, ...]] = {"openvino": ("openvino",), "nncf": ("openvino", "nncf"), "torch.compile": ()}
 CPU_PEERS = (
-    Peer("openvino-fp32", "openvino", "fp32", "fp32", openvino_precision="f32"),
-    # OpenVINO's default on AMX/AVX512-BF16 CPUs computes in BF16: judged like FP16, named for what it is.
+    # OpenVINO's default on AMX/AVX512-BF16 CPUs computes in BF16: judged like FP16.
     Peer("openvino-default", "openvino", "fp16", "fp32"),
-    Peer("openvino-int8", "openvino", "int8", "int8-cpu"),
+    Peer("nncf-int8", "nncf", "int8", "fp32"),
     Peer("torch.compile", "torch.compile", "fp32", "eager"),
 )
 
@@ -56,10 +80,15 @@ def available_peers() -> tuple[tuple[Peer, ...], tuple[str, ...]]:
     """The peers that can run here, and one line per peer that cannot, saying why."""
     usable, skipped = [], []
     for peer in CPU_PEERS:
-        if peer.backend == "openvino" and importlib.util.find_spec("openvino") is None:
-            skipped.append(f'{peer.name}: OpenVINO is not installed (pip install -e ".[bench]")')
-        elif peer.backend == "torch.compile" and shutil.which(os.environ.get("CXX", "g++")) is None:
+        missing = [module for module in NEEDS[peer.kind] if not _has(module)]
+        if missing:
+            skipped.append(f'{peer.name}: {" and ".join(missing)} not installed (pip install -e ".[bench]")')
+        elif peer.kind == "torch.compile" and shutil.which(os.environ.get("CXX", "g++")) is None:
             skipped.append(f"{peer.name}: torch.compile's CPU backend (inductor) needs a C++ compiler ($CXX or g++)")
         else:
             usable.append(peer)
     return tuple(usable), tuple(skipped)
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None

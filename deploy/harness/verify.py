@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 
 from deploy.backends.base import Runner
-from deploy.backends.factory import ARTIFACT_SUFFIXES, runner_for
 from deploy.errors import BadInput, first_line
 from deploy.files import Staging
 from deploy.harness.compare import DEFAULT_TOLERANCES, OutputComparison, ParityReport, Tolerance
 from deploy.harness.eager import eager_runner
 from deploy.harness.heldout import HeldOutSet, held_out_set
 from deploy.sidecar import Sidecar, load_sidecar, sidecar_path, withdraw
+from deploy.targets import runner_for, target_for
 
 log = logging.getLogger(__name__)
 
@@ -119,15 +119,12 @@ class Judge:
         self._fp16_tried = False  # PyTorch may lack an FP16 CPU kernel for this model: try once
 
     def __call__(self, artifact: Path, sidecar: Sidecar, *, name: str | None = None) -> ArtifactVerdict:
-        """Verdict on `artifact`; a build judges its ONNX still under a temporary name (`name` is the final one)."""
-        from deploy.backends.onnxruntime_runner import OrtRunner
-
+        """Verdict on `artifact`; a build judges it in its work folder (`name` is where it will be published)."""
         held, reference = self._eager()
-        label = sidecar.precision["label"] if sidecar.precision else "fp32"
+        label = sidecar.label.name
         tolerance = tolerance_for(sidecar.precision_name, str(sidecar.weights["kind"]), self._check.overrides)
         self._say(f"{sidecar.model}: verifying {label} against eager PyTorch on {len(held.arrays)} held-out images")
-        runner = runner_for(artifact) if artifact.suffix in ARTIFACT_SUFFIXES else OrtRunner(artifact)
-        with runner:
+        with runner_for(artifact, sidecar=sidecar) as runner:
             verdict = check_runner(runner, name or str(artifact), label, tolerance, sidecar, held, reference)
         if sidecar.precision_name == "fp16" and not self._fp16_tried:
             self._say(f"{sidecar.model}: eager PyTorch in FP16 arithmetic (how FP16 compute moves this network)")
@@ -192,10 +189,7 @@ def settle_verdict(path: Path, verdict: ArtifactVerdict, images: str) -> bool:
 def _artifact_sidecar(path: Path) -> Sidecar:
     if not path.is_file():
         raise BadInput(f"artifact {path} does not exist", hint="build it with `deploy build MODEL`")
-    if path.suffix not in ARTIFACT_SUFFIXES:
-        raise BadInput(
-            f"{path} is neither .onnx nor .plan", hint="pass artifacts from `deploy export` or `deploy build`"
-        )
+    target_for(path)
     return load_sidecar(path)
 
 

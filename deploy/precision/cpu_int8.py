@@ -3,7 +3,7 @@
 This is the layout ONNX Runtime's x86 integer kernels fuse into QLinearConv/MatMulInteger; the TensorRT-style
 model from deploy.precision.int8 (signed activations, symmetric) stays the accuracy proxy for TensorRT but runs
 slowly on those kernels. Weights are quantized to [-64, 64] (`reduce_range`), which makes the kernels exact on every
-x86 CPU, VNNI or not (deploy.backends.u8s8), so an artifact built on one machine is right on any other.
+x86 CPU, VNNI or not (deploy.targets.onnxruntime.u8s8), so an artifact built on one machine is right on any other.
 Activation ranges come from our own calibration pass (entropy thresholds from deploy.precision.entropy), are
 cached per (source ONNX, calibration set, method) as JSON, then handed to `quantize_static` as
 TensorQuantOverrides.
@@ -191,7 +191,7 @@ def _work(job: Work) -> None:
         activation_type=quantization.QuantType.QUInt8,
         weight_type=quantization.QuantType.QInt8,
         per_channel=True,
-        reduce_range=True,  # 7-bit weights: exact on every x86 CPU (see deploy.backends.u8s8)
+        reduce_range=True,  # 7-bit weights: exact on every x86 CPU (see deploy.targets.onnxruntime.u8s8)
         calibrate_method=quantization.CalibrationMethod.MinMax,
         extra_options={"TensorQuantOverrides": overrides},
     )

@@ -31,7 +31,7 @@ def render_chart(report: Report, path: Path) -> Path:
         latency_axis.bar(offset, p50, width, yerr=[np.zeros_like(p50), np.nan_to_num(p99 - p50)], capsize=2,
                          label=f"batch {batch}")  # fmt: skip
         ratios = [row.speedup.get(batch) for row in rows]
-        median = np.array([r.median if r else (1.0 if row.name.startswith("eager") else np.nan)
+        median = np.array([r.median if r else (1.0 if row.reference else np.nan)
                            for r, row in zip(ratios, rows, strict=True)])  # fmt: skip
         low = np.array([r.median - r.p10 if r else 0.0 for r in ratios])
         high = np.array([r.p90 - r.median if r else 0.0 for r in ratios])

@@ -57,7 +57,7 @@ def _main_table(report: Report, labelled: bool) -> list[str]:
             cells += [
                 "" if stats is None else f"{stats.p50_ms:.2f} / {stats.p99_ms:.2f}",
                 "" if stats is None else f"{stats.throughput:,.0f}",
-                _ratio(ratio, reference=row.name.startswith("eager")),
+                _ratio(ratio, reference=row.reference),
             ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines

@@ -14,6 +14,7 @@ from typing import Any
 
 from deploy.backends.timing import LatencyStats, Overhead, Ratio
 from deploy.errors import ArtifactError
+from deploy.sidecar import ArtifactLabel
 
 SCHEMA = "deploy.report/1"
 GPU_STAGES = ("end_to_end", "h2d", "compute", "d2h")
@@ -21,7 +22,7 @@ GPU_STAGES = ("end_to_end", "h2d", "compute", "d2h")
 
 @dataclass(frozen=True)
 class ReportRow:
-    name: str  # "eager", "eager-cuda", an artifact label (fp32, fp16, int8, int8-max, int8-cpu, fp16 plan) or a peer
+    name: str  # "eager", "eager-cuda", an artifact's label name (fp32, int8-cpu, int8-cpu openvino, ...) or a peer
     artifact: str | None
     precision: str
     backend: str  # torch, onnxruntime, tensorrt; peers: openvino, torch.compile
@@ -37,6 +38,12 @@ class ReportRow:
     speedup: dict[int, Ratio] = field(default_factory=dict)  # vs eager (CPU rows) or eager-cuda (plans)
     gpu: dict[int, dict[str, LatencyStats]] = field(default_factory=dict)  # CUDA-event stages per batch
     peer: bool = False  # timed by benchmarks/ for comparison; not an artifact deploy produced
+    label: ArtifactLabel | None = None  # what the artifact is; None for the eager references and peers
+
+    @property
+    def reference(self) -> bool:
+        """Eager PyTorch, which every other row is compared against."""
+        return self.label is None and not self.peer
 
 
 @dataclass(frozen=True)
@@ -126,11 +133,12 @@ def _build(kind: type, raw: dict[str, Any]) -> Any:
 
 
 def _row(raw: dict[str, Any]) -> ReportRow:
-    values = {k: v for k, v in raw.items() if k not in ("latency", "speedup", "gpu")}
+    values = {k: v for k, v in raw.items() if k not in ("latency", "speedup", "gpu", "label")}
     return _build(
         ReportRow,
         values
         | {
+            "label": None if raw.get("label") is None else ArtifactLabel(**raw["label"]),
             "latency": {int(b): _build(LatencyStats, s) for b, s in raw.get("latency", {}).items()},
             "speedup": {int(b): _build(Ratio, r) for b, r in raw.get("speedup", {}).items()},
             "gpu": {

@@ -1,7 +1,8 @@
 """`deploy triton`: a Triton Inference Server model repository from artifacts and their sidecars.
 
-We write what Triton reads — `<name>/config.pbtxt`, `<name>/<version>/model.{onnx,plan}`, `labels.txt` — and never
-a server. Every field comes from the sidecar, so the config and the artifact cannot disagree.
+We write what Triton reads — `<name>/config.pbtxt`, `<name>/<version>/model.{onnx,plan,xml+bin}` (file names and the
+platform or backend come from the artifact's target), `labels.txt` — and never a server. Every field comes from the
+sidecar, so the config and the artifact cannot disagree.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from typing import Literal
 
 from deploy.errors import BadInput
 from deploy.files import Staging, ensure_writable_dir
-from deploy.sidecar import Sidecar, TensorInfo, load_sidecar
+from deploy.sidecar import Sidecar, TensorInfo, companions, load_sidecar
+from deploy.targets import Target, target_for
 
 Device = Literal["gpu", "cpu"]
-_PLATFORM = {".onnx": "onnxruntime_onnx", ".plan": "tensorrt_plan"}
-_FILENAME = {".onnx": "model.onnx", ".plan": "model.plan"}
 _TRITON_TYPES = {
     "float32": "TYPE_FP32",
     "float16": "TYPE_FP16",
@@ -39,7 +39,7 @@ class TritonConfig:
     repo: Path = Path("model_repository")
     name: str | None = None
     instances: int = 1
-    device: Device = "gpu"
+    device: Device | None = None  # None: where the artifact's target runs (GPU for ONNX and plans, CPU for IR)
     max_queue_delay_us: int = 100
     labels: bool = True
     force: bool = False
@@ -49,7 +49,7 @@ class TritonConfig:
 class TritonModel:
     name: str
     version: int
-    platform: str
+    platform: str  # Triton's platform, or its backend where the target has no platform (openvino)
     max_batch_size: int
     preferred_batch_sizes: tuple[int, ...]
     config_path: Path
@@ -83,7 +83,9 @@ def write_repository(config: TritonConfig) -> TritonResult:
 
 def _validate(config: TritonConfig) -> None:
     if not config.artifacts:
-        raise BadInput("no artifacts given", hint="pass export/MODEL.onnx, engines/MODEL.int8.onnx or a .plan")
+        raise BadInput(
+            "no artifacts given", hint="pass export/MODEL.onnx, engines/MODEL.int8.onnx, a .plan or an OpenVINO .xml"
+        )
     if config.name is not None and len(config.artifacts) > 1:
         raise BadInput("--name applies to one artifact, not several", hint="run deploy triton once per --name")
     if config.instances < 1:
@@ -97,8 +99,7 @@ def _validate(config: TritonConfig) -> None:
 def _sidecar_of(path: Path) -> Sidecar:
     if not path.is_file():
         raise BadInput(f"artifact {path} does not exist", hint="export or build it first")
-    if path.suffix not in _PLATFORM:
-        raise BadInput(f"{path} is neither .onnx nor .plan", hint="Triton serves ONNX models and TensorRT plans here")
+    target_for(path)
     return load_sidecar(path)
 
 
@@ -126,12 +127,13 @@ def _check_repository(repo: Path, force: bool) -> None:
 
 
 def _write_model(repo: Path, name: str, artifact: Path, sidecar: Sidecar, config: TritonConfig) -> TritonModel:
-    platform = _PLATFORM[artifact.suffix]
-    if platform == "tensorrt_plan" and config.device == "cpu":
-        raise BadInput(f"{artifact} is a TensorRT plan, which runs on GPUs only", hint="drop --device cpu")
+    target = target_for(artifact)
+    device = _device(target, artifact, config.device)
+    serving = _serving_line(target)
+    platform = target.triton.platform or target.triton.backend or target.name
     folder = repo / name
     existing = folder / "config.pbtxt"
-    if existing.is_file() and f'platform: "{platform}"' not in existing.read_text(encoding="utf-8"):
+    if existing.is_file() and serving not in existing.read_text(encoding="utf-8"):
         raise BadInput(
             f"model {name!r} in {repo} is served by another platform than {platform}",
             hint="pass --name to add this artifact as a separate model",
@@ -141,7 +143,7 @@ def _write_model(repo: Path, name: str, artifact: Path, sidecar: Sidecar, config
     labels = sidecar.labels if config.labels else None
     text = config_text(
         name=name,
-        platform=platform,
+        serving=serving,
         max_batch_size=max_batch,
         inputs=sidecar.inputs,
         outputs=sidecar.outputs,
@@ -149,12 +151,12 @@ def _write_model(repo: Path, name: str, artifact: Path, sidecar: Sidecar, config
         preferred=preferred,
         max_queue_delay_us=config.max_queue_delay_us,
         instances=config.instances,
-        device=config.device,
+        device=device,
         labels=labels is not None,
     )
     folder.mkdir(exist_ok=True)
     version = _next_version(folder)
-    model_path = _add_version(folder, version, artifact)
+    model_path = _add_version(folder, version, artifact, sidecar, target)
     labels_path = folder / LABELS_FILE if labels is not None else None
     with Staging() as staging:
         if labels is not None and labels_path is not None:
@@ -164,22 +166,43 @@ def _write_model(repo: Path, name: str, artifact: Path, sidecar: Sidecar, config
     return TritonModel(name, version, platform, max_batch, preferred, existing, model_path, labels_path)
 
 
+def _device(target: Target, artifact: Path, requested: Device | None) -> Device:
+    runs_on: Device = "gpu" if target.device == "cuda" else "cpu"
+    if requested is None:
+        return "gpu" if target.name == "onnxruntime" else runs_on  # ONNX Runtime serves on either; GPU if there
+    if target.name != "onnxruntime" and requested != runs_on:
+        raise BadInput(
+            f"{artifact} is a {target.name} artifact, which Triton runs on {runs_on.upper()} only",
+            hint=f"drop --device {requested}",
+        )
+    return requested
+
+
+def _serving_line(target: Target) -> str:
+    if target.triton.platform is not None:
+        return f'platform: "{target.triton.platform}"'
+    return f'backend: "{target.triton.backend}"'
+
+
 def _next_version(folder: Path) -> int:
     versions = [int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()]
     return max(versions, default=0) + 1
 
 
-def _add_version(folder: Path, version: int, artifact: Path) -> Path:
-    """Copy the artifact into `<version>/` via a hidden folder renamed whole: Triton never sees half a version."""
+def _add_version(folder: Path, version: int, artifact: Path, sidecar: Sidecar, target: Target) -> Path:
+    """Copy the artifact (and its companions: an IR's .bin) into `<version>/` under Triton's file names, via a
+    hidden folder renamed whole: Triton never sees half a version."""
     staging = Path(tempfile.mkdtemp(prefix=".version-", dir=folder))
+    files = (artifact, *companions(artifact, sidecar))
     try:
-        shutil.copyfile(artifact, staging / _FILENAME[artifact.suffix])
+        for source, filename in zip(files, target.triton.filenames, strict=True):
+            shutil.copyfile(source, staging / filename)
         os.chmod(staging, 0o755)
         os.rename(staging, folder / str(version))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return folder / str(version) / _FILENAME[artifact.suffix]
+    return folder / str(version) / target.triton.filenames[0]
 
 
 def preferred_batch_sizes(minimum: int, maximum: int) -> tuple[int, ...]:
@@ -193,7 +216,7 @@ def preferred_batch_sizes(minimum: int, maximum: int) -> tuple[int, ...]:
 def config_text(
     *,
     name: str,
-    platform: str,
+    serving: str,
     max_batch_size: int,
     inputs: tuple[TensorInfo, ...],
     outputs: tuple[TensorInfo, ...],
@@ -205,7 +228,7 @@ def config_text(
     labels: bool,
 ) -> str:
     """config.pbtxt in protobuf text format (Triton's ModelConfig message)."""
-    lines = [f'name: "{name}"', f'platform: "{platform}"', f"max_batch_size: {max_batch_size}"]
+    lines = [f'name: "{name}"', serving, f"max_batch_size: {max_batch_size}"]
     lines += _tensors("input", inputs, dynamic, label=False)
     lines += _tensors("output", outputs, dynamic, label=labels)
     if max_batch_size > 0:

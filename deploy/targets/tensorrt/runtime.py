@@ -8,7 +8,7 @@ outputs copied out of the reused host buffers before they are returned.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 
 from deploy.backends.base import Runner, TensorMeta
-from deploy.backends.tensorrt.api import dims, dims_tuple, info, logger, numpy_dtype, trt
+from deploy.backends.timing import BenchConfig, GpuStages
 from deploy.errors import ArtifactError, BadInput
 from deploy.lazy import require
 from deploy.sidecar import Sidecar, load_sidecar, sidecar_path
+from deploy.targets.tensorrt.api import dims, dims_tuple, info, logger, numpy_dtype, trt
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,16 @@ class _Binding:
     active: int = 0  # elements of the current call; copies move only these, not the whole buffer
 
 
+def plan_record(sidecar: Sidecar) -> dict[str, Any]:
+    """How the plan was built: the sidecar's target block (schema /2) or its /1 `extra["tensorrt"]`."""
+    if sidecar.target is not None and sidecar.target.name == "tensorrt":
+        return {**sidecar.target.settings, "version": sidecar.target.version}
+    return dict(sidecar.extra.get("tensorrt", {}))
+
+
 def check_plan_compatible(sidecar: Sidecar, *, trt_version: str, compute_capability: str | None) -> None:
     """Refuse a plan from another TensorRT version or GPU with a clear message instead of TensorRT's."""
-    built = sidecar.extra.get("tensorrt", {})
+    built = plan_record(sidecar)
     if not built:
         return
     plan_version = str(built.get("version", ""))
@@ -98,7 +106,7 @@ class TrtRunner(Runner):
 
     def _load(self) -> None:
         self._runtime = trt.Runtime(logger())
-        if self.sidecar is not None and self.sidecar.extra.get("tensorrt", {}).get("version_compatible"):
+        if self.sidecar is not None and plan_record(self.sidecar).get("version_compatible"):
             # Version-compatible plans embed the builder's host code; the runtime must be allowed to run it.
             self._runtime.engine_host_code_allowed = True
         engine = self._runtime.deserialize_cuda_engine(self.plan.read_bytes())
@@ -217,6 +225,11 @@ class TrtRunner(Runner):
             # Copy: the page-locked buffer is reused by the next call.
             results[binding.name] = binding.host[: int(np.prod(shape))].reshape(shape).copy()
         return results
+
+    def gpu_stages(self, feeds: Sequence[Mapping[str, np.ndarray]], config: BenchConfig) -> GpuStages:
+        from deploy.targets.tensorrt.latency import measure_trt
+
+        return measure_trt(self, feeds, config)
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.stage_inputs(feed)

@@ -3,3 +3,7 @@
 Nothing here imports tensorrt or pycuda at module load: `api.trt` imports TensorRT on first attribute access and
 the runner imports pycuda when it starts; both raise MissingDependency naming the `tensorrt` extra when absent.
 """
+
+from deploy.targets.tensorrt.target import TensorRT
+
+__all__ = ["TensorRT"]

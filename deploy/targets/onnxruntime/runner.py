@@ -11,9 +11,9 @@ import onnx
 import onnxruntime as ort
 
 from deploy.backends.base import Runner, TensorMeta
-from deploy.backends.u8s8 import EXACT_SESSION_CONFIG, REDUCED_WEIGHT_LIMIT, saturating_weights
 from deploy.environment import CpuIsa, cpu_isa
 from deploy.errors import ArtifactError, first_line
+from deploy.targets.onnxruntime.u8s8 import EXACT_SESSION_CONFIG, REDUCED_WEIGHT_LIMIT, saturating_weights
 
 log = logging.getLogger(__name__)
 

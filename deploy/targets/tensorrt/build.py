@@ -12,14 +12,15 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from deploy.backends.tensorrt.api import TensorRTInfo, dims, info, logger, trt
-from deploy.backends.tensorrt.gpu import gpu_info
-from deploy.backends.tensorrt.inspect import LayerPrecision, layer_precision
 from deploy.errors import BadInput, DeployError, ExportFailed
-from deploy.files import Staging, sha256_file
-from deploy.sidecar import Sidecar, load_sidecar, sidecar_path
+from deploy.files import sha256_file
+from deploy.sidecar import Sidecar, TargetInfo
+from deploy.targets.base import TargetOptions
+from deploy.targets.tensorrt.api import TensorRTInfo, dims, info, logger, trt
+from deploy.targets.tensorrt.gpu import gpu_info
+from deploy.targets.tensorrt.inspect import LayerPrecision, layer_precision
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +36,15 @@ class Profile:
 
 
 @dataclass(frozen=True)
-class PlanConfig:
-    onnx: Path
+class PlanOptions(TargetOptions):
+    """trtexec's build options as `deploy build --target tensorrt` takes them."""
+
+    target: ClassVar[str] = "tensorrt"
+
     profile: Profile | None = None  # None: the ONNX's own batch range, optimised for min(8, max)
     workspace_gib: float = 4.0
     builder_optimization_level: int = 3
-    timing_cache: Path | None = Path("engines/timing.cache")
+    timing_cache: Path | None = None  # None: <engines>/timing.cache
     version_compatible: bool = False
     hardware_compatibility: HardwareCompatibility = "none"
     verbose: bool = False
@@ -48,8 +52,9 @@ class PlanConfig:
 
 @dataclass(frozen=True)
 class PlanResult:
+    """A plan written to `path` (a work folder until deploy.build publishes it) with its sidecar."""
+
     path: Path
-    sidecar_path: Path
     sidecar: Sidecar
     layers: LayerPrecision
     seconds: float
@@ -94,9 +99,9 @@ def resolve_profile(sidecar: Sidecar, requested: Profile | None) -> Profile:
     return profile
 
 
-def build_plan(config: PlanConfig) -> PlanResult:
+def build_plan(onnx: Path, sidecar: Sidecar, config: PlanOptions, *, out: Path) -> PlanResult:
+    """Build the plan of the typed ONNX `onnx` (described by `sidecar`) into `out`; the timing cache is updated."""
     started = time.perf_counter()
-    sidecar = load_sidecar(config.onnx)
     profile = resolve_profile(sidecar, config.profile)
     if config.workspace_gib <= 0:
         raise BadInput(f"--workspace {config.workspace_gib} GiB must be positive", hint="pass --workspace 4")
@@ -111,10 +116,10 @@ def build_plan(config: PlanConfig) -> PlanResult:
     builder = trt.Builder(trt_logger)
     network = builder.create_network(_network_flags(about))
     parser = trt.OnnxParser(network, trt_logger)
-    if not parser.parse_from_file(str(config.onnx)):
+    if not parser.parse_from_file(str(onnx)):
         errors = [parser.get_error(i) for i in range(parser.num_errors)]
         details = "; ".join(f"node {e.node_name() or e.node()}: {e.desc()}" for e in errors[:3])
-        raise ParserError(f"TensorRT's ONNX parser rejected {config.onnx}: {details}", hint="rerun with --debug")
+        raise ParserError(f"TensorRT's ONNX parser rejected {onnx}: {details}", hint="rerun with --debug")
 
     builder_config = builder.create_builder_config()
     builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(config.workspace_gib * GIB))
@@ -134,22 +139,31 @@ def build_plan(config: PlanConfig) -> PlanResult:
     serialized = builder.build_serialized_network(network, builder_config)
     if serialized is None:
         raise ExportFailed(
-            f"TensorRT could not build {config.onnx} (workspace {config.workspace_gib} GiB)",
+            f"TensorRT could not build {onnx} (workspace {config.workspace_gib} GiB)",
             hint="raise --workspace if the log mentions memory; rerun with --debug for TensorRT's log",
         )
     plan_bytes = bytes(serialized)
     layers = _inspect(trt_logger, plan_bytes, {name: (profile.opt, *chw)}, version_compatible=config.version_compatible)
     warnings = _precision_warnings(sidecar, layers)
-    target = config.onnx.with_suffix(".plan")
+    out.write_bytes(plan_bytes)
+    if config.timing_cache is not None:  # a cache, not an artifact: a torn one is rebuilt by TensorRT
+        config.timing_cache.write_bytes(bytes(builder_config.get_timing_cache().serialize()))
+    seconds = time.perf_counter() - started
     plan_sidecar = dataclasses.replace(
         sidecar,
-        artifact=target.name,
+        artifact=out.name,
+        sha256=sha256_file(out),
+        size_bytes=out.stat().st_size,
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         parity=None,
-        extra={
-            **sidecar.extra,
-            "tensorrt": {
-                "version": about.version,
+        label=dataclasses.replace(sidecar.label, target="tensorrt"),
+        target=TargetInfo(
+            name="tensorrt",
+            version=about.version,
+            source_onnx=str(onnx),
+            source_sha256=sidecar.sha256,
+            seconds=round(seconds, 3),
+            settings={
                 "api_path": about.api_path,
                 "gpu": gpu.name,
                 "compute_capability": gpu.compute_capability,
@@ -160,19 +174,13 @@ def build_plan(config: PlanConfig) -> PlanResult:
                 "builder_optimization_level": config.builder_optimization_level,
                 "version_compatible": config.version_compatible,
                 "hardware_compatibility": config.hardware_compatibility,
-                "source_onnx_sha256": sidecar.sha256,
                 "layer_precision": dataclasses.asdict(layers),
-                "build_seconds": round(time.perf_counter() - started, 3),
             },
-        },
+        ),
     )
-    timing = None
-    if config.timing_cache is not None:
-        timing = (config.timing_cache, bytes(builder_config.get_timing_cache().serialize()))
-    plan_sidecar = publish_plan(target, plan_bytes, plan_sidecar, timing_cache=timing)
     for warning in warnings:
         log.warning(warning)
-    return PlanResult(target, sidecar_path(target), plan_sidecar, layers, time.perf_counter() - started, warnings)
+    return PlanResult(out, plan_sidecar, layers, seconds, warnings)
 
 
 def _network_flags(about: TensorRTInfo) -> int:
@@ -186,22 +194,6 @@ def _hardware_level(level: HardwareCompatibility) -> trt.HardwareCompatibilityLe
         "ampere_plus": trt.HardwareCompatibilityLevel.AMPERE_PLUS,
         "same_compute_capability": trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY,
     }[level]
-
-
-def publish_plan(
-    target: Path, plan_bytes: bytes, sidecar: Sidecar, *, timing_cache: tuple[Path, bytes] | None = None
-) -> Sidecar:
-    """Write a plan, its own sidecar (`X.plan.json`, never the typed ONNX's `X.json`) and the timing cache
-    together, atomically; returns the sidecar with the plan's hash and size."""
-    with Staging() as staging:
-        tmp = staging.path_for(target)
-        tmp.write_bytes(plan_bytes)
-        sidecar = dataclasses.replace(sidecar, sha256=sha256_file(tmp), size_bytes=tmp.stat().st_size)
-        staging.path_for(sidecar_path(target)).write_text(sidecar.to_json(), encoding="utf-8")
-        if timing_cache is not None:
-            staging.path_for(timing_cache[0]).write_bytes(timing_cache[1])
-        staging.commit()
-    return sidecar
 
 
 def _load_timing_cache(builder_config: trt.IBuilderConfig, path: Path | None) -> trt.ITimingCache:

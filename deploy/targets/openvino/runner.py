@@ -1,7 +1,7 @@
-"""OpenVINO on CPU behind the Runner interface: a peer that deploy's ONNX artifacts are timed against.
+"""OpenVINO on CPU behind the Runner interface: the OpenVINO target's IR, and the peers' ONNX files.
 
-OpenVINO reads the same ONNX files (the FP32 export, the U8S8 QDQ model, whose Q/DQ pairs it runs as INT8).
-`precision="f32"` pins true FP32; `None` keeps OpenVINO's default, which on AMX/AVX512-BF16 CPUs is BF16.
+OpenVINO reads IR and ONNX alike (the U8S8 QDQ model's Q/DQ pairs run as INT8). `precision="f32"` pins true FP32;
+`None` keeps OpenVINO's default, which on AMX/AVX512-BF16 CPUs is BF16.
 """
 
 from __future__ import annotations
@@ -17,12 +17,19 @@ from deploy.errors import ArtifactError
 from deploy.lazy import require
 
 
+def precision_hint(precision: str) -> str | None:
+    """INFERENCE_PRECISION_HINT for an artifact of `precision`: FP16 artifacts compute in the CPU's 16-bit float
+    (OpenVINO's default picks BF16 on AMX/AVX512-BF16 and FP16 on ARM, FP32 where there is neither); FP32 and INT8
+    pin FP32 for the float layers."""
+    return None if precision == "fp16" else "f32"
+
+
 class OpenVinoRunner(Runner):
     name = "openvino"
 
     def __init__(
         self,
-        model: Path,
+        model: Path | Any,  # a file (IR or ONNX), or an openvino.Model made in memory (NNCF's quantized peer)
         *,
         threads: int | None = None,
         precision: str | None = "f32",
@@ -37,7 +44,7 @@ class OpenVinoRunner(Runner):
         self._request: Any = None
 
     def activate(self) -> None:
-        openvino = require("openvino", purpose="OpenVINO peer timing")
+        openvino = require("openvino", purpose="OpenVINO")
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if self.threads is not None:
             config["INFERENCE_NUM_THREADS"] = self.threads
@@ -45,7 +52,8 @@ class OpenVinoRunner(Runner):
             config["INFERENCE_PRECISION_HINT"] = self.precision
         try:
             core = openvino.Core()
-            self._compiled = core.compile_model(core.read_model(str(self.model)), "CPU", config)
+            model = core.read_model(str(self.model)) if isinstance(self.model, Path) else self.model
+            self._compiled = core.compile_model(model, "CPU", config)
         except Exception as exc:  # OpenVINO raises untyped RuntimeErrors
             raise ArtifactError(f"OpenVINO cannot compile {self.model}: {exc}", hint="rerun with --debug") from exc
         self._request = self._compiled.create_infer_request()

@@ -1,0 +1,308 @@
+"""`deploy build`: the precision stage (typed ONNX per precision) then the compile stage (per deployment target),
+each artifact judged against eager PyTorch in a work folder before it is published beside its sidecar."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploy.errors import BadInput, MissingDependency, ParityError
+from deploy.files import Staging, ensure_writable_dir, sha256_file
+from deploy.harness.verify import ArtifactVerdict, Judge, ParityCheck, verdict_record
+from deploy.precision.calibration import CalibrationConfig, CalibrationSet, calibration_set
+from deploy.precision.int8 import HighPrecision
+from deploy.precision.typed import RecipeConfig, make_typed_onnx
+from deploy.sidecar import (
+    PRECISIONS,
+    ArtifactLabel,
+    Method,
+    Precision,
+    Sidecar,
+    companions,
+    load_sidecar,
+    sidecar_path,
+    withdraw,
+)
+from deploy.targets import Target, get_target
+from deploy.targets.base import CompileRequest, TargetOptions
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    sources: tuple[str, ...] = ()  # model names or exported .onnx files; () = every ONNX in export_dir
+    precisions: tuple[Precision, ...] = PRECISIONS
+    targets: tuple[str, ...] = ("tensorrt",)  # deployment targets (deploy.targets); INT8 follows each one's recipe
+    export_dir: Path = Path("export")
+    engines_dir: Path = Path("engines")
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    method: Method = "entropy"
+    high_precision: HighPrecision = "fp32"
+    recalibrate: bool = False
+    weights: str | None = None  # for models exported on demand (None: the model's default weights)
+    compile: bool | None = None  # None: for every target usable here; False: typed ONNX only; True: or fail
+    options: tuple[TargetOptions, ...] = ()  # per-target compile options (TensorRT's PlanOptions, ...)
+    # Each artifact is judged against eager PyTorch before it is published; None (--no-verify) skips that.
+    verify: ParityCheck | None = field(default_factory=ParityCheck)
+
+
+@dataclass(frozen=True)
+class BuiltArtifact:
+    model: str
+    label: ArtifactLabel
+    path: Path
+    sidecar_path: Path
+    sidecar: Sidecar
+    seconds: float
+    reused_calibration: bool | None = None
+    verdict: ArtifactVerdict | None = None  # None: built with --no-verify, or a target that cannot run here
+    summary: str = ""  # what the target's compiler reports (TensorRT: layer precisions)
+
+    @property
+    def published(self) -> bool:
+        return self.verdict is None or self.verdict.passed
+
+    @property
+    def name(self) -> str:
+        return self.label.name
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    artifacts: tuple[BuiltArtifact, ...]
+    exported: tuple[Path, ...]
+    warnings: tuple[str, ...]
+    statuses: tuple[str, ...]  # one line per compiling target: compiled here, or why not
+    rejected: tuple[BuiltArtifact, ...] = ()  # failed parity against eager: built, judged, never published
+
+    def raise_for_parity(self) -> None:
+        """ParityError naming every rejected artifact; the published ones stay as they are."""
+        if not self.rejected:
+            return
+        first = self.rejected[0]
+        assert first.verdict is not None
+        names = ", ".join(a.path.name for a in self.rejected)
+        raise ParityError(
+            f"{names} failed parity against eager PyTorch and {'was' if len(self.rejected) == 1 else 'were'} not "
+            f"written ({first.verdict.parity.summary()})",
+            hint="calibrate on your own images with --calib-dir DIR or try --calib-method; loosen with "
+            "--min-cosine/--min-top1 if that is acceptable; --no-verify writes it unjudged",
+        )
+
+
+def build(config: BuildConfig, *, progress: Progress | None = None) -> BuildResult:
+    say = progress or (lambda _message: None)
+    targets = _check(config)
+    compiling, statuses = _compiling(targets, config.compile)
+    created = not config.engines_dir.exists()
+    engines = ensure_writable_dir(config.engines_dir)
+    sources, exported = _resolve_sources(config, say)
+    warnings: list[str] = []
+    built: list[BuiltArtifact] = []
+    recipe = RecipeConfig(config.calibration, config.high_precision, config.recalibrate)
+    for source in sources:
+        sidecar = load_sidecar(source)
+        judge = None if config.verify is None else Judge(sidecar, config.verify, progress=say)
+        calib = _calibration(sidecar, config, warnings)
+        for precision in config.precisions:
+            for recipe_of, users in _typed_labels(targets, precision, config.method):
+                say(f"building {sidecar.model} {recipe_of.typed_name}")
+                typed = _typed(source, sidecar, recipe_of, calib, recipe, engines, judge)
+                built.append(typed)
+                warnings.extend(w for w in (typed.sidecar.precision or {}).get("warnings", []) if w not in warnings)
+                for target in (t for t in users if t in compiling and typed.published):
+                    say(f"compiling {typed.path.name} for {target.name}")
+                    compiled = _compile(target, typed, config, engines, judge, warnings)
+                    built.append(compiled)
+    if created and not any(a.published for a in built):
+        with contextlib.suppress(OSError):  # a folder this build made and left empty (all rejected) goes again
+            engines.rmdir()
+    published = tuple(a for a in built if a.published)
+    rejected = tuple(a for a in built if not a.published)
+    return BuildResult(published, tuple(exported), tuple(warnings), statuses, rejected)
+
+
+def _check(config: BuildConfig) -> tuple[Target, ...]:
+    if not config.precisions:
+        raise BadInput("no precision selected", hint="pass --fp32, --fp16, --int8 or --all")
+    if not config.targets:
+        raise BadInput("no target selected", hint="pass --target onnxruntime, tensorrt or openvino")
+    targets = tuple(dict.fromkeys(get_target(name) for name in config.targets))
+    if config.method == "percentile" and "int8" in config.precisions:
+        for target in targets:
+            if target.int8_recipe != "cpu":
+                raise BadInput(
+                    f"percentile calibration is not available for the {target.name} target (ModelOpt offers "
+                    "entropy and max)",
+                    hint="build --target onnxruntime or openvino, or choose --calib-method entropy or max",
+                )
+    return targets
+
+
+def _compiling(targets: tuple[Target, ...], wanted: bool | None) -> tuple[set[Target], tuple[str, ...]]:
+    """The targets that compile in this build, and one status line per target that has a compile step."""
+    compiling: set[Target] = set()
+    statuses = []
+    for target in targets:
+        if target.name == "onnxruntime" or wanted is False:
+            continue
+        usable, status = target.availability()
+        if wanted and not usable:  # refused before any work: nothing is half-built
+            raise MissingDependency(status, hint="install it, or build typed ONNX only with --no-compile")
+        if usable:
+            compiling.add(target)
+        statuses.append(status)
+    return compiling, tuple(statuses)
+
+
+def _typed_labels(
+    targets: tuple[Target, ...], precision: Precision, method: Method
+) -> Iterator[tuple[ArtifactLabel, list[Target]]]:
+    """Each typed ONNX these targets need for `precision`, once, with the targets that compile from it."""
+    needed: dict[ArtifactLabel, list[Target]] = {}
+    for target in targets:
+        needed.setdefault(ArtifactLabel.of(precision, method, target.int8_recipe), []).append(target)
+    yield from needed.items()
+
+
+def _calibration(sidecar: Sidecar, config: BuildConfig, warnings: list[str]) -> CalibrationSet | None:
+    if not {"fp16", "int8"} & set(config.precisions):
+        return None
+    from deploy.zoo import get_spec
+
+    calib = calibration_set(sidecar.preprocessing, get_spec(sidecar.model).sample_set, config.calibration)
+    warnings.extend(w for w in calib.warnings if w not in warnings)
+    return calib
+
+
+def _resolve_sources(config: BuildConfig, say: Progress) -> tuple[list[Path], list[Path]]:
+    """The FP32 ONNX files to build from; a model named without an export is exported first."""
+    exported: list[Path] = []
+    if not config.sources:
+        sources = sorted(p for p in config.export_dir.glob("*.onnx")) if config.export_dir.is_dir() else []
+        if not sources:
+            raise BadInput(
+                f"no exported ONNX models in {config.export_dir}",
+                hint="name a model (`deploy build resnet18`) or export one first with `deploy export MODEL`",
+            )
+        return sources, exported
+    sources = []
+    for requested in config.sources:
+        path = Path(requested)
+        if requested.endswith(".onnx") or path.is_file():
+            if not path.is_file():
+                raise BadInput(f"ONNX file {path} does not exist", hint="export it with `deploy export MODEL`")
+            sources.append(path)
+            continue
+        from deploy.zoo import get_spec
+
+        name = get_spec(requested).name
+        candidate = config.export_dir / f"{name}.onnx"
+        if not candidate.is_file():
+            from deploy.export import ExportConfig, export_model
+
+            say(f"no {candidate}: exporting {name} first")
+            export_config = ExportConfig(model=name, weights=config.weights, out_dir=config.export_dir)
+            candidate = export_model(export_config, progress=say).onnx_path
+            exported.append(candidate)
+        sources.append(candidate)
+    return sources, exported
+
+
+def _typed(
+    source: Path,
+    sidecar: Sidecar,
+    label: ArtifactLabel,
+    calib: CalibrationSet | None,
+    recipe: RecipeConfig,
+    engines: Path,
+    judge: Judge | None,
+) -> BuiltArtifact:
+    started = time.perf_counter()
+    final = engines / f"{source.stem}.{label.typed_name}.onnx"
+    with _work_dir(engines) as work:
+        typed = make_typed_onnx(source, sidecar, label, calib, recipe, work / final.name)
+        described = dataclasses.replace(
+            sidecar,
+            artifact=final.name,
+            sha256=sha256_file(typed.path),
+            size_bytes=typed.path.stat().st_size,
+            created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            parity=None,
+            precision=typed.record | {"build_seconds": round(time.perf_counter() - started, 3)},
+            label=label,
+            target=None,
+        )
+        described, verdict = _judged(typed.path, described, final, judge)
+    return BuiltArtifact(
+        sidecar.model, label, final, sidecar_path(final), described, time.perf_counter() - started,
+        typed.reused_calibration, verdict,
+    )  # fmt: skip
+
+
+def _compile(
+    target: Target,
+    typed: BuiltArtifact,
+    config: BuildConfig,
+    engines: Path,
+    judge: Judge | None,
+    warnings: list[str],
+) -> BuiltArtifact:
+    options = next((o for o in config.options if o.target == target.name), None)
+    with _work_dir(engines) as work:
+        request = CompileRequest(typed.path, typed.sidecar, work, engines, options)
+        compiled = target.compile(request)
+        assert compiled is not None  # only targets with a compile step are compiling
+        warnings.extend(compiled.warnings)
+        final = engines / compiled.path.name
+        try:
+            described, verdict = _judged(compiled.path, compiled.sidecar, final, judge)
+        except MissingDependency as exc:  # compiled here, but its runtime is missing: published unjudged
+            warnings.append(f"{final} was not verified here ({exc.message}); run `deploy verify {final}` where it runs")
+            described, verdict = _judged(compiled.path, compiled.sidecar, final, None)
+    return BuiltArtifact(
+        typed.model, described.label, final, sidecar_path(final), described, compiled.seconds, None, verdict,
+        compiled.summary,
+    )  # fmt: skip
+
+
+def _judged(path: Path, sidecar: Sidecar, final: Path, judge: Judge | None) -> tuple[Sidecar, ArtifactVerdict | None]:
+    """Judge the artifact at `path` (in a work folder); publish it as `final` if it passes, else withdraw any
+    earlier file at `final`, which is not what was asked for now and must not stay looking valid."""
+    verdict = None
+    if judge is not None:
+        verdict = judge(path, sidecar, name=str(final))
+        sidecar = dataclasses.replace(sidecar, parity=verdict_record(verdict, judge.images))
+    if verdict is None or verdict.passed:
+        publish(path, sidecar, final)
+    else:
+        withdraw(final)
+    return sidecar, verdict
+
+
+def publish(path: Path, sidecar: Sidecar, final: Path) -> None:
+    """Move the artifact and its companions beside `final`, then its sidecar; all appear together or none."""
+    with Staging() as staging:
+        for file in (path, *companions(path, sidecar)):
+            os.replace(file, staging.path_for(final.with_name(file.name)))
+        staging.path_for(sidecar_path(final)).write_text(sidecar.to_json(), encoding="utf-8")
+        staging.commit()
+
+
+@contextlib.contextmanager
+def _work_dir(engines: Path) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(dir=engines, prefix=".deploy-build-") as work:
+        yield Path(work)
+
+
+__all__ = ["BuildConfig", "BuildResult", "BuiltArtifact", "build"]

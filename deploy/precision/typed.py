@@ -1,0 +1,190 @@
+"""Typed ONNX per precision: an FP32 copy, FP16 by ModelOpt AutoCast, INT8 Q/DQ (ModelOpt S8 for TensorRT, ONNX
+Runtime U8S8 with 7-bit weights for CPU runtimes). Writes one ONNX file and says how it was made; publishing,
+judging and compiling for a target belong to deploy.build."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from deploy.environment import cpu_isa
+from deploy.precision.calibration import CalibrationConfig, CalibrationSet, Int8Source
+from deploy.precision.fp16_scan import NEAR_LIMIT_FACTOR, Fp16Scan, scan_fp16_ranges
+from deploy.precision.int8 import HighPrecision
+from deploy.precision.modelopt_run import modelopt_version
+from deploy.precision.typing_info import initializer_types
+from deploy.sidecar import ArtifactLabel, Sidecar
+
+log = logging.getLogger(__name__)
+
+AUTOCAST_REFERENCE_IMAGES = 8
+# An INT8 build where fewer than this share of Conv/Gemm layers got Q/DQ is mostly FP32 in disguise.
+MIN_QUANTIZED_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    """How INT8 is calibrated (the precision and Q/DQ flavour come with the label)."""
+
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    high_precision: HighPrecision = "fp32"
+    recalibrate: bool = False
+
+
+@dataclass(frozen=True)
+class TypedOnnx:
+    """One typed ONNX written to `path`: how its precision was made (the sidecar's precision block)."""
+
+    path: Path
+    record: dict[str, Any]
+    reused_calibration: bool | None
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.record.get("warnings", []))
+
+
+def make_typed_onnx(
+    source: Path, sidecar: Sidecar, label: ArtifactLabel, calib: CalibrationSet | None, config: RecipeConfig, out: Path
+) -> TypedOnnx:
+    """Write the typed ONNX of `label` made from the FP32 `source` to `out` (a staging path)."""
+    details: dict[str, Any] = {
+        "precision": label.precision,
+        "label": label.typed_name,
+        "source_onnx": str(source),
+        "source_sha256": sidecar.sha256,
+    }
+    if label.precision == "fp32":
+        shutil.copyfile(source, out)
+        return TypedOnnx(out, details, None)
+    assert calib is not None, "FP16 and INT8 need the calibration images"
+    if label.precision == "fp16":
+        from deploy.precision.fp16 import convert_fp16
+
+        images = calib.arrays()
+        reference = images[:AUTOCAST_REFERENCE_IMAGES]
+        result = convert_fp16(source, input_name=sidecar.inputs[0].name, reference_inputs=reference)
+        onnx.save_model(result.model, out)
+        scan = scan_fp16_ranges(source, result.model, input_name=sidecar.inputs[0].name, images=images)
+        details |= {
+            "tool": "modelopt.onnx.autocast",
+            "modelopt": modelopt_version(),
+            "reference_images": len(reference),
+            "high_precision_nodes": list(result.high_precision_nodes),
+            "initializer_types": dict(initializer_types(result.model)),
+            "activation_scan": dataclasses.asdict(scan),
+            "warnings": _scan_warnings(sidecar.model, scan),
+        }
+        return TypedOnnx(out, details, None)
+    int8 = _cpu_int8 if label.recipe == "cpu" else _int8
+    details |= int8(source, sidecar, calib, label, config, out)
+    return TypedOnnx(out, details, bool(details["calibration"]["reused_cache"]))
+
+
+def _scan_warnings(model: str, scan: Fp16Scan) -> list[str]:
+    warnings = [
+        f"{model} FP16: {peak.node} ({peak.op}) reaches {peak.max_abs:.4g} on the calibration images, past the FP16 "
+        "limit 65504, and is stored in FP16: a GPU would produce inf there"
+        for peak in scan.overflow
+    ]
+    if scan.near_limit:
+        names = ", ".join(f"{p.node} {p.max_abs:.4g}" for p in scan.near_limit[:5])
+        warnings.append(
+            f"{model} FP16: {len(scan.near_limit)} FP16 tensors come within {NEAR_LIMIT_FACTOR:g}× of the FP16 limit "
+            f"({names}): inputs beyond the calibration set may overflow"
+        )
+    return warnings
+
+
+def _calibration_details(calib: CalibrationSet, cache: Path, key: str, reused: bool) -> dict[str, Any]:
+    return {
+        "source": calib.source,
+        "demo": calib.demo,
+        "count": calib.count,
+        "requested": calib.requested,
+        "skipped": calib.skipped,
+        "digest": calib.digest,
+        "cache": str(cache),
+        "cache_key": key,
+        "reused_cache": reused,
+    }
+
+
+def _int8_source(source: Path, sidecar: Sidecar, calib: CalibrationSet, config: RecipeConfig) -> Int8Source:
+    chw = tuple(int(d) for d in sidecar.inputs[0].shape[1:])
+    return Int8Source(
+        onnx=source,
+        model_name=source.stem,
+        onnx_sha256=sidecar.sha256,
+        input_name=sidecar.inputs[0].name,
+        input_chw=(chw[0], chw[1], chw[2]),
+        static_batch=None if sidecar.batch.dynamic else sidecar.batch.max,
+        calibration=calib,
+        cache_dir=config.calibration.directory,
+        recalibrate=config.recalibrate,
+    )
+
+
+def _cpu_int8(
+    source: Path, sidecar: Sidecar, calib: CalibrationSet, label: ArtifactLabel, config: RecipeConfig, tmp: Path
+) -> dict[str, Any]:
+    from deploy.precision.cpu_int8 import HISTOGRAM_BINS, quantize_cpu_int8
+
+    method = label.method or "entropy"
+    result = quantize_cpu_int8(_int8_source(source, sidecar, calib, config), method=method)
+    onnx.save_model(result.model, tmp)
+    warnings = list(result.warnings)
+    return {
+        "tool": "onnxruntime.quantization.quantize_static",
+        "target": "cpu",
+        "format": "QDQ U8S8 (activations uint8 asymmetric, weights int8 symmetric per channel, 7-bit)",
+        "method": method,
+        "histogram_bins": HISTOGRAM_BINS if method != "max" else None,
+        "activation_ranges": result.ranges,
+        "quantized_nodes": len(result.quantized_nodes),
+        "weight_bits": result.weight_bits,
+        "built_on_isa": cpu_isa().level,
+        "calibration": _calibration_details(calib, result.cache_path, result.cache_key, result.reused_cache)
+        | {"images_used": result.images_used},
+        "warnings": warnings,
+    }
+
+
+def _int8(
+    source: Path, sidecar: Sidecar, calib: CalibrationSet, label: ArtifactLabel, config: RecipeConfig, tmp: Path
+) -> dict[str, Any]:
+    from deploy.precision.int8 import quantize_int8
+
+    method = label.method or "entropy"
+    assert method != "percentile", "ModelOpt offers entropy and max; deploy.build refuses percentile for TensorRT"
+    result = quantize_int8(
+        _int8_source(source, sidecar, calib, config), method=method, high_precision=config.high_precision
+    )
+    onnx.save_model(result.model, tmp)
+    warnings = list(result.warnings)
+    compute = len(result.quantized_nodes) + len(result.high_precision_nodes)
+    if compute and len(result.quantized_nodes) / compute < MIN_QUANTIZED_SHARE:
+        warnings.append(
+            f"only {len(result.quantized_nodes)} of {compute} Conv/Gemm layers of {sidecar.model} got Q/DQ: "
+            "this INT8 build is mostly high precision"
+        )
+    for warning in warnings:
+        log.warning(warning)
+    return {
+        "tool": "modelopt.onnx.quantization",
+        "modelopt": modelopt_version(),
+        "method": method,
+        "high_precision": config.high_precision,
+        "qdq_pairs": result.qdq_pairs,
+        "quantized_nodes": len(result.quantized_nodes),
+        "high_precision_nodes": list(result.high_precision_nodes),
+        "calibration": _calibration_details(calib, result.cache_path, result.cache_key, result.reused_cache),
+        "target": "tensorrt",
+        "warnings": warnings,
+    }

@@ -1,0 +1,36 @@
+"""The ONNX Runtime target: runs every typed ONNX on CPU; its INT8 is the U8S8 QDQ recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deploy.backends.base import Runner
+from deploy.sidecar import Sidecar
+from deploy.targets.base import Check, Compiled, CompileRequest, Progress, Target, TritonModelFiles
+
+
+class OnnxRuntime(Target):
+    name = "onnxruntime"
+    suffix = ".onnx"
+    description = "ONNX Runtime on CPU: the typed ONNX itself (INT8: U8S8 QDQ, 7-bit weights)"
+    int8_recipe = "cpu"
+    triton = TritonModelFiles(platform="onnxruntime_onnx", backend=None, filenames=("model.onnx",))
+
+    def runner(self, artifact: Path, *, threads: int | None = None, sidecar: Sidecar | None = None) -> Runner:
+        from deploy.targets.onnxruntime.runner import OrtRunner
+
+        return OrtRunner(artifact, intra_op_threads=threads)
+
+    def availability(self) -> tuple[bool, str]:
+        import onnxruntime
+
+        return True, f"ONNX Runtime {onnxruntime.__version__} runs the typed ONNX on CPU"
+
+    def compile(self, request: CompileRequest, *, progress: Progress | None = None) -> Compiled | None:
+        return None
+
+    def probe(self) -> tuple[Check, ...]:
+        import onnxruntime
+
+        providers = ", ".join(onnxruntime.get_available_providers())
+        return (Check("ONNX Runtime", True, onnxruntime.__version__, f"providers: {providers}", ""),)

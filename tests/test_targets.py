@@ -1,0 +1,124 @@
+"""Deployment targets: the registry, OpenVINO as a real compiled target (IR built, judged, run, served), and
+sidecars that are unique per artifact file and tell what the artifact is without reading its name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from deploy.build import BuildConfig, BuildResult, build
+from deploy.cli.app import app
+from deploy.errors import ArtifactError, BadInput
+from deploy.export import ExportResult
+from deploy.precision.calibration import CalibrationConfig
+from deploy.sidecar import ArtifactLabel, load_sidecar, sidecar_path
+from deploy.targets import TARGETS, get_target, runner_for, target_for
+from tests.test_triton import parse_config
+
+pytest.importorskip("openvino", reason="the OpenVINO target needs the openvino extra (part of .[dev])")
+
+
+@pytest.fixture(scope="module")
+def openvino_build(lenet5_export: ExportResult, tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
+    """lenet5 (trained in-test on real digits) for ONNX Runtime and OpenVINO at once, FP32 and CPU INT8."""
+    root = tmp_path_factory.mktemp("openvino")
+    config = BuildConfig(
+        sources=(str(lenet5_export.onnx_path),),
+        precisions=("fp32", "int8"),
+        targets=("onnxruntime", "openvino"),
+        engines_dir=root / "engines",
+        calibration=CalibrationConfig(directory=root / "calibration"),
+    )
+    return build(config)
+
+
+def test_every_target_is_registered_once_with_its_own_suffix() -> None:
+    assert set(TARGETS) == {"onnxruntime", "tensorrt", "openvino"}
+    assert len({t.suffix for t in TARGETS.values()}) == len(TARGETS)
+    assert get_target("cpu").name == "onnxruntime" and get_target("trt").name == "tensorrt"
+    with pytest.raises(BadInput, match="--target 'tpu' is unknown") as caught:
+        get_target("tpu")
+    assert "openvino" in caught.value.hint
+    with pytest.raises(BadInput, match=r"\.xml \(openvino\)"):
+        target_for(Path("model.tflite"))
+
+
+def test_openvino_build_compiles_the_typed_onnx_of_its_recipe_into_judged_ir(openvino_build: BuildResult) -> None:
+    by_name = {a.name: a for a in openvino_build.artifacts}
+    assert set(by_name) == {"fp32", "fp32 openvino", "int8-cpu", "int8-cpu openvino"}, openvino_build.rejected
+    for name in ("fp32 openvino", "int8-cpu openvino"):
+        ir = by_name[name]
+        assert ir.path.suffix == ".xml" and ir.path.with_suffix(".bin").is_file()
+        assert ir.verdict is not None and ir.verdict.passed  # judged against eager before it was published
+        assert ir.verdict.backend == "openvino"
+        described = load_sidecar(ir.path)  # checks the .xml and the .bin against their hashes
+        assert described.label == ArtifactLabel(ir.label.precision, ir.label.method, ir.label.recipe, "openvino")
+        assert described.target is not None and described.target.source_onnx.endswith(".onnx")
+        assert [c.name for c in described.target.companions] == [ir.path.with_suffix(".bin").name]
+    # INT8 for OpenVINO comes from the same U8S8 ONNX as ONNX Runtime's, with its 7-bit weights.
+    int8_ir = load_sidecar(by_name["int8-cpu openvino"].path)
+    assert int8_ir.target is not None and int8_ir.target.source_sha256 == by_name["int8-cpu"].sidecar.sha256
+    assert int8_ir.precision is not None and int8_ir.precision["weight_bits"] == 7
+    assert "OpenVINO" in " ".join(openvino_build.statuses)
+    assert not list(by_name["fp32"].path.parent.glob(".deploy-build-*"))  # work folders are gone
+
+
+def test_onnx_and_ir_of_one_typed_model_each_keep_their_own_sidecar_and_run(
+    cli: CliRunner, openvino_build: BuildResult, digit_files: list[tuple[Path, int]]
+) -> None:
+    by_name = {a.name: a for a in openvino_build.artifacts}
+    onnx, ir = by_name["int8-cpu"].path, by_name["int8-cpu openvino"].path
+    assert sidecar_path(onnx) != sidecar_path(ir) == ir.with_name(ir.name + ".json")
+    images = [str(path) for path, _ in digit_files[:6]]
+    answers = []
+    for artifact in (onnx, ir):
+        result = cli.invoke(app, ["infer", str(artifact), *images, "--json"])
+        assert result.exit_code == 0, result.output
+        answers.append([c["predictions"][0]["index"] for c in json.loads(result.stdout)["classifications"]])
+    assert answers[0] == answers[1] == [label for _, label in digit_files[:6]]
+
+
+def test_an_ir_whose_weights_changed_or_went_missing_is_refused(openvino_build: BuildResult, tmp_path: Path) -> None:
+    ir = next(a.path for a in openvino_build.artifacts if a.name == "fp32 openvino")
+    copy = tmp_path / ir.name
+    for suffix in (".xml", ".bin", ".xml.json"):
+        (tmp_path / (ir.stem + suffix)).write_bytes((ir.parent / (ir.stem + suffix)).read_bytes())
+    assert load_sidecar(copy).label.target == "openvino"
+    weights = copy.with_suffix(".bin")
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\1")
+    with pytest.raises(ArtifactError, match="sha256 mismatch"):
+        load_sidecar(copy)
+    weights.unlink()
+    with pytest.raises(ArtifactError, match=r"lenet5\.fp32\.bin is missing"):
+        runner_for(copy, sidecar=load_sidecar(copy))
+
+
+def test_triton_serves_the_ir_with_the_openvino_backend_on_cpu(
+    cli: CliRunner, openvino_build: BuildResult, tmp_path: Path
+) -> None:
+    ir = next(a.path for a in openvino_build.artifacts if a.name == "int8-cpu openvino")
+    repo = tmp_path / "repo"
+    result = cli.invoke(app, ["triton", str(ir), "--repo", str(repo), "--json"])
+    assert result.exit_code == 0, result.output
+    model = json.loads(result.stdout)["models"][0]
+    config = parse_config(Path(model["config_path"]))
+    assert config.backend == "openvino" and not config.platform
+    assert config.instance_group[0].kind == config.instance_group[0].KIND_CPU
+    version = Path(model["model_path"]).parent
+    assert sorted(p.name for p in version.iterdir()) == ["model.bin", "model.xml"]
+    refused = cli.invoke(app, ["triton", str(ir), "--repo", str(tmp_path / "other"), "--device", "gpu"])
+    assert refused.exit_code == 2 and "runs on CPU only" in refused.output
+
+
+def test_a_schema_1_sidecar_is_read_with_its_label_from_the_precision_record(openvino_build: BuildResult) -> None:
+    typed = next(a for a in openvino_build.artifacts if a.name == "int8-cpu")
+    data = json.loads(typed.sidecar_path.read_text())
+    old = {k: v for k, v in data.items() if k not in ("label", "target")} | {"schema": "deploy.onnx/1"}
+    typed.sidecar_path.write_text(json.dumps(old))
+    try:
+        assert load_sidecar(typed.path).label == typed.label == ArtifactLabel("int8", "entropy", "cpu", "onnxruntime")
+    finally:
+        typed.sidecar_path.write_text(typed.sidecar.to_json())
