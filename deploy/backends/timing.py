@@ -12,10 +12,15 @@ import statistics
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from deploy.backends.base import Runner
+
+class Infers(Protocol):
+    """What warm-up needs of a runner (any deploy.backends.base.Runner); structural, so this module stays below it."""
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,7 @@ def rotating_feeds(arrays: np.ndarray, batch: int, name: str, pool: int = 8) -> 
     return [{name: np.ascontiguousarray(tiled[order[i * batch : (i + 1) * batch]])} for i in range(pool)]
 
 
-def warm_up(runner: Runner, feeds: Sequence[Mapping[str, np.ndarray]], warmup_s: float, *, start: int = 0) -> int:
+def warm_up(runner: Infers, feeds: Sequence[Mapping[str, np.ndarray]], warmup_s: float, *, start: int = 0) -> int:
     """Run for `warmup_s` (at least twice) from feed `start`; returns the next feed index, so timing continues
     the rotation."""
     deadline = time.perf_counter() + warmup_s

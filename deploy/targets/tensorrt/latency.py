@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
 from deploy.backends.timing import BenchConfig, GpuStages, batch_of, latency_stats, warm_up
 
-if TYPE_CHECKING:
-    from deploy.targets.tensorrt.runtime import TrtRunner
+
+class StagedRunner(Protocol):
+    """The TensorRT runner's stages, each timed between CUDA events (runtime.TrtRunner implements it)."""
+
+    @property
+    def cuda(self) -> Any: ...
+    @property
+    def stream(self) -> Any: ...
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+    def stage_inputs(self, feed: Mapping[str, np.ndarray]) -> None: ...
+    def copy_in(self) -> None: ...
+    def execute(self) -> None: ...
+    def copy_out(self) -> None: ...
+    def synchronize(self) -> None: ...
+    def collect(self) -> dict[str, np.ndarray]: ...
 
 
 def measure_trt(
-    runner: TrtRunner, feeds: Sequence[Mapping[str, np.ndarray]], config: BenchConfig, *, copies: bool = True
+    runner: StagedRunner, feeds: Sequence[Mapping[str, np.ndarray]], config: BenchConfig, *, copies: bool = True
 ) -> GpuStages:
     """`copies=False` is trtexec's --noDataTransfers: inputs stay on the device, only compute is timed."""
     cuda = runner.cuda
