@@ -78,7 +78,7 @@ def _one(model: str, root: Path, args: argparse.Namespace) -> None:
     sidecar = shipped.sidecar
     held = held_out_set(sidecar, images=None, count=None)
     reference = eager_outputs(sidecar, held)
-    tolerance = tolerance_for("int8", str(sidecar.weights["kind"]), {})
+    tolerance = tolerance_for("int8", sidecar.weights.kind, {})
     verdicts: dict[str, ArtifactVerdict] = {}
     for name, runner in {"7-bit (shipped)": OrtRunner(shipped.path), **extra}.items():
         with runner:
@@ -88,7 +88,7 @@ def _one(model: str, root: Path, args: argparse.Namespace) -> None:
         timing = dataclasses.replace(timing, threads=args.threads)
     latency = bench(timing, extra=extra).batches[0].latency
     fp32, seven = latency[export.onnx_path.name].p50_ms, latency[shipped.path.name].p50_ms
-    print(f"\n{model} ({sidecar.weights['kind']} weights, {len(held.arrays)} held-out images, batch 1, p50):")
+    print(f"\n{model} ({sidecar.weights.kind} weights, {len(held.arrays)} held-out images, batch 1, p50):")
     print(f"  ONNX FP32            {fp32:8.3f} ms")
     for name, runner_name in (
         ("7-bit (shipped)", shipped.path.name),

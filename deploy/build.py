@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from deploy.errors import BadInput, MissingDependency, ParityError
 from deploy.files import Staging, ensure_writable_dir, sha256_file
@@ -58,6 +59,7 @@ class BuildConfig:
 
 @dataclass(frozen=True)
 class BuiltArtifact:
+    json_derived: ClassVar[tuple[str, ...]] = ("name", "published")
     model: str
     label: ArtifactLabel
     path: Path
@@ -115,11 +117,12 @@ def build(config: BuildConfig, *, progress: Progress | None = None) -> BuildResu
         judge = None if config.verify is None else Judge(sidecar, config.verify, progress=say)
         calib = _calibration(sidecar, config, warnings)
         for precision in config.precisions:
-            for recipe_of, users in _typed_labels(targets, precision, config.method):
-                say(f"building {sidecar.model} {recipe_of.typed_name}")
-                typed = _typed(source, sidecar, recipe_of, calib, recipe, engines, judge)
+            for label, users in _typed_labels(targets, precision, config.method):
+                say(f"building {sidecar.model} {label.typed_name}")
+                typed = _typed(source, sidecar, label, calib, recipe, engines, judge)
                 built.append(typed)
-                warnings.extend(w for w in (typed.sidecar.precision or {}).get("warnings", []) if w not in warnings)
+                record = typed.sidecar.precision
+                warnings.extend(w for w in (record.warnings if record else ()) if w not in warnings)
                 for target in (t for t in users if t in compiling and typed.published):
                     say(f"compiling {typed.path.name} for {target.name}")
                     compiled = _compile(target, typed, config, engines, judge, warnings)
@@ -154,7 +157,7 @@ def _compiling(targets: tuple[Target, ...], wanted: bool | None) -> tuple[set[Ta
     compiling: set[Target] = set()
     statuses = []
     for target in targets:
-        if target.name == "onnxruntime" or wanted is False:
+        if not target.compiles or wanted is False:
             continue
         usable, status = target.availability()
         if wanted and not usable:  # refused before any work: nothing is half-built
@@ -239,7 +242,7 @@ def _typed(
             size_bytes=typed.path.stat().st_size,
             created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             parity=None,
-            precision=typed.record | {"build_seconds": round(time.perf_counter() - started, 3)},
+            precision=dataclasses.replace(typed.record, build_seconds=round(time.perf_counter() - started, 3)),
             label=label,
             target=None,
         )

@@ -29,6 +29,7 @@ from deploy.sidecar import (
     BatchRange,
     Sidecar,
     TensorInfo,
+    WeightsInfo,
     onnxruntime_version,
     package_versions,
     sidecar_path,
@@ -130,7 +131,7 @@ def export_model(config: ExportConfig, *, progress: Progress | None = None) -> E
         sidecar = Sidecar(
             model=spec.name,
             family=spec.family,
-            weights=loaded.source.to_dict(),
+            weights=WeightsInfo.from_dict(loaded.source.to_dict()),
             inputs=(TensorInfo(spec.input_name, input_meta[0].shape),),
             outputs=outputs,
             batch=_batch_range(config),

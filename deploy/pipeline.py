@@ -186,7 +186,7 @@ def _report(
     bench = config.bench
     return Report(
         model=source.model,
-        weights=dict(source.weights),
+        weights=source.weights.json_data(),
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         images=verification.images,
         labelled=verification.labelled,
@@ -217,7 +217,7 @@ def _peers(
     warnings: list[str] = []
     for peer in config.peers:
         say(f"checking peer {peer.name} against eager PyTorch")
-        tolerance = tolerance_for(peer.precision, str(sidecar.weights["kind"]), config.overrides)
+        tolerance = tolerance_for(peer.precision, sidecar.weights.kind, config.overrides)
         try:
             images = None if calibration is None else calibration.arrays()
             runner = peer.runner(sidecar, artifacts, config.bench.threads, images)

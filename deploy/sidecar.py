@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
+from deploy.codec import dumps
 from deploy.errors import ArtifactError
 from deploy.files import sha256_file
 from deploy.preprocessing import Preprocessing
@@ -22,6 +24,29 @@ Method = Literal["entropy", "max", "percentile"]
 # tensorrt: symmetric S8 Q/DQ by ModelOpt (what TensorRT builds); cpu: U8S8 QDQ with 7-bit weights for CPU runtimes.
 Int8Recipe = Literal["tensorrt", "cpu"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where the parameters came from: kind (torchvision, checkpoint, random, digits), name, and what the kind
+    records besides (a checkpoint's path and sha256, a trained demo's test accuracy). Flat in JSON, as in /1."""
+
+    kind: str
+    name: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def argument(self) -> str:
+        """The `--weights` value that reproduces these parameters (a checkpoint by its resolved path)."""
+        return str(self.detail.get("path", self.name)) if self.kind == "checkpoint" else self.name
+
+    def json_data(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, **self.detail}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WeightsInfo:
+        rest = {k: v for k, v in data.items() if k not in ("kind", "name")}
+        return cls(str(data["kind"]), str(data["name"]), rest)
 
 
 @dataclass(frozen=True)
@@ -56,6 +81,55 @@ class ArtifactLabel:
         if precision != "int8":
             return cls(precision, None, None, target)
         return cls(precision, method, recipe, target)
+
+
+@dataclass(frozen=True)
+class CalibrationInfo:
+    """The images an FP16 or INT8 build calibrated on, and the cache it read or wrote."""
+
+    source: str
+    demo: bool  # the model's demo set (no calibration folder given)
+    count: int
+    requested: int
+    skipped: int
+    digest: str
+    cache: str
+    cache_key: str
+    reused_cache: bool
+    images_used: int | None = None  # static-batch CPU INT8: a whole number of batches
+
+
+@dataclass(frozen=True)
+class PrecisionInfo:
+    """How a typed ONNX got its precision. The recipe's own record (Q/DQ counts, node lists, activation ranges, the
+    FP16 scan) is `details`; JSON keeps schema /1's flat layout."""
+
+    precision: Precision
+    source_onnx: str
+    source_sha256: str
+    tool: str | None = None  # None: the FP32 copy
+    method: Method | None = None
+    calibration: CalibrationInfo | None = None
+    weight_bits: int | None = None  # CPU INT8: 7
+    built_on_isa: str | None = None
+    build_seconds: float = 0.0
+    warnings: tuple[str, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def json_data(self) -> dict[str, Any]:
+        record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "details"}
+        return record | self.details
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PrecisionInfo:
+        names = {f.name for f in dataclasses.fields(cls)} - {"details", "calibration", "warnings"}
+        calibration = data.get("calibration")
+        return cls(
+            **{k: v for k, v in data.items() if k in names},
+            calibration=None if calibration is None else CalibrationInfo(**calibration),
+            warnings=tuple(data.get("warnings", ())),
+            details={k: v for k, v in data.items() if k not in names | {"calibration", "warnings"}},
+        )
 
 
 @dataclass(frozen=True)
@@ -98,7 +172,7 @@ class BatchRange:
 class Sidecar:
     model: str
     family: str
-    weights: dict[str, Any]
+    weights: WeightsInfo
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
     batch: BatchRange
@@ -116,7 +190,7 @@ class Sidecar:
     created_at: str
     parity: dict[str, Any] | None
     schema: str = SCHEMA
-    precision: dict[str, Any] | None = None  # typed ONNX from `deploy build`: how its precision was made
+    precision: PrecisionInfo | None = None  # typed ONNX from `deploy build`: how its precision was made
     extra: dict[str, Any] = field(default_factory=dict)
     label: ArtifactLabel = field(default_factory=ArtifactLabel)
     target: TargetInfo | None = None
@@ -126,14 +200,14 @@ class Sidecar:
         return self.label.precision
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2) + "\n"
+        return dumps(self) + "\n"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Sidecar:
         return cls(
             model=data["model"],
             family=data["family"],
-            weights=dict(data["weights"]),
+            weights=WeightsInfo.from_dict(data["weights"]),
             inputs=tuple(TensorInfo(t["name"], tuple(t["shape"]), t.get("dtype", "float32")) for t in data["inputs"]),
             outputs=tuple(TensorInfo(t["name"], tuple(t["shape"]), t.get("dtype", "float32")) for t in data["outputs"]),
             batch=BatchRange(**data["batch"]),
@@ -151,7 +225,7 @@ class Sidecar:
             created_at=data.get("created_at", ""),
             parity=data.get("parity"),
             schema=SCHEMA,
-            precision=data.get("precision"),
+            precision=None if data.get("precision") is None else PrecisionInfo.from_dict(data["precision"]),
             extra=dict(data.get("extra") or {}),
             label=ArtifactLabel(**data["label"]) if "label" in data else _old_label(data),
             target=_target_info(data.get("target")),

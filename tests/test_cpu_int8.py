@@ -41,7 +41,7 @@ def cpu_builds(lenet5_export: ExportResult, tmp_path_factory: pytest.TempPathFac
 
 
 def _ranges(artifact: BuiltArtifact) -> dict[str, tuple[float, float]]:
-    cache = Path(artifact.sidecar.precision["calibration"]["cache"])  # type: ignore[index]
+    cache = Path(artifact.sidecar.precision.calibration.cache)  # type: ignore[union-attr]
     return {k: (lo, hi) for k, (lo, hi) in json.loads(cache.read_text())["ranges"].items()}
 
 
@@ -62,8 +62,10 @@ def test_cpu_target_is_u8_activations_and_s8_per_channel_weights(cpu_builds: dic
         assert values.dtype == np.int8 and scales.shape == (values.shape[0],)  # symmetric, one scale per channel
         assert not inits[dq.input[2]].any()
     record = artifact.sidecar.precision
-    assert record is not None and record["target"] == "cpu" and record["histogram_bins"] == 2048
-    assert record["quantized_nodes"] >= 4  # lenet5: 2 conv + 3 gemm, ORT quantizes what ModelOpt's heuristics skip
+    assert record is not None and record.details["target"] == "cpu" and record.details["histogram_bins"] == 2048
+    assert (
+        record.details["quantized_nodes"] >= 4
+    )  # lenet5: 2 conv + 3 gemm, ORT quantizes what ModelOpt's heuristics skip
 
 
 def test_every_cpu_method_keeps_lenet5_accuracy(cpu_builds: dict[str, BuiltArtifact]) -> None:
@@ -98,7 +100,7 @@ def test_range_cache_is_reused_without_decoding_images(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     first = cpu_builds["max"]
-    cache = Path(first.sidecar.precision["calibration"]["cache"])  # type: ignore[index]
+    cache = Path(first.sidecar.precision.calibration.cache)  # type: ignore[union-attr]
     config = dataclasses.replace(
         _config(lenet5_export, tmp_path, "max"), calibration=CalibrationConfig(directory=cache.parent)
     )
@@ -112,7 +114,7 @@ def test_range_cache_is_reused_without_decoding_images(
 
 def test_corrupt_range_cache_is_recalibrated_with_a_warning(lenet5_export: ExportResult, tmp_path: Path) -> None:
     config = _config(lenet5_export, tmp_path, "max")
-    cache = Path(build(config).artifacts[0].sidecar.precision["calibration"]["cache"])  # type: ignore[index]
+    cache = Path(build(config).artifacts[0].sidecar.precision.calibration.cache)  # type: ignore[union-attr]
     cache.write_text("{not json")
     result = build(config)
     assert result.artifacts[0].reused_calibration is False
@@ -125,7 +127,7 @@ def test_cache_from_another_ort_graph_is_recalibrated_with_a_warning(
 ) -> None:
     config = _config(lenet5_export, tmp_path, "max")
     first = build(config).artifacts[0]
-    cache = Path(first.sidecar.precision["calibration"]["cache"])  # type: ignore[index]
+    cache = Path(first.sidecar.precision.calibration.cache)  # type: ignore[union-attr]
     stale = json.loads(cache.read_text()) | {"graph_sha256": "0" * 64}  # as if written by another onnxruntime
     cache.write_text(json.dumps(stale))
     result = build(config)
@@ -138,8 +140,8 @@ def test_cache_from_another_ort_graph_is_recalibrated_with_a_warning(
 def test_static_batch_export_gets_a_working_cpu_int8(tmp_path: Path) -> None:
     export = export_model(ExportConfig(model="lenet5", out_dir=tmp_path / "export", static=True, static_batch=4))
     artifact = build(_config(export, tmp_path, "max")).artifacts[0]
-    record = artifact.sidecar.precision["calibration"]  # type: ignore[index]
-    assert record["images_used"] == record["count"] - record["count"] % 4
+    record = artifact.sidecar.precision.calibration  # type: ignore[union-attr]
+    assert record.images_used == record.count - record.count % 4
     verdict = verify(VerifyConfig(artifacts=(artifact.path,), count=40)).verdicts[0]
     assert verdict.passed, verdict.parity.summary()
 

@@ -68,7 +68,8 @@ def _check_structure(result: BuildResult) -> None:
         else:  # an activation: one scale per tensor
             assert inits[q.input[1]].size == 1
     sidecar = by_precision["int8"].sidecar.precision
-    assert sidecar is not None and sidecar["quantized_nodes"] > 0 and sidecar["calibration"]["cache_key"]
+    assert sidecar is not None and sidecar.details["quantized_nodes"] > 0
+    assert sidecar.calibration is not None and sidecar.calibration.cache_key
 
 
 def _verified_by_the_build(result: BuildResult) -> None:
@@ -135,7 +136,7 @@ def test_calibration_cache_is_reused_without_a_calibration_pass(
     config = _lenet5_config(lenet5_root, engines_dir=tmp_path / "engines")
     first = build(config).artifacts[0]
     assert first.reused_calibration is False
-    cache = Path(first.sidecar.precision["calibration"]["cache"])  # type: ignore[index]
+    cache = Path(first.sidecar.precision.calibration.cache)  # type: ignore[union-attr]
     assert cache.is_file() and read_scales(cache)
 
     decoded: list[int] = []
@@ -159,7 +160,7 @@ def test_calibration_cache_is_rebuilt_when_method_or_data_change(lenet5_root: Pa
     calib = CalibrationConfig(directory=tmp_path / "a" / "calibration", count=300)
     other_data = build(_lenet5_config(lenet5_root, engines_dir=tmp_path / "a", calibration=calib)).artifacts[0]
     assert other_data.reused_calibration is False
-    keys = {a.sidecar.precision["calibration"]["cache_key"] for a in (base, other_method, other_data)}  # type: ignore[index]
+    keys = {a.sidecar.precision.calibration.cache_key for a in (base, other_method, other_data)}  # type: ignore[union-attr]
     assert len(keys) == 3
 
 
@@ -171,7 +172,7 @@ def test_recalibrate_forces_a_fresh_pass(lenet5_root: Path, tmp_path: Path) -> N
 
 def test_corrupt_cache_is_recalibrated_with_a_warning(lenet5_root: Path, tmp_path: Path) -> None:
     config = _lenet5_config(lenet5_root, engines_dir=tmp_path)
-    cache = Path(build(config).artifacts[0].sidecar.precision["calibration"]["cache"])  # type: ignore[index]
+    cache = Path(build(config).artifacts[0].sidecar.precision.calibration.cache)  # type: ignore[union-attr]
     cache.write_text("garbage\x00")
     result = build(config)
     assert result.artifacts[0].reused_calibration is False
@@ -194,8 +195,8 @@ def test_user_calibration_folder_skips_non_images_and_warns_when_small(lenet5_ro
     folder = _digit_folder(tmp_path, 40, extras=True)
     calib = CalibrationConfig(directory=folder, count=100, explicit=True)
     result = build(_lenet5_config(lenet5_root, engines_dir=tmp_path / "engines", calibration=calib))
-    record = result.artifacts[0].sidecar.precision["calibration"]  # type: ignore[index]
-    assert record["count"] == 40 and record["skipped"] == 2 and not record["demo"]
+    record = result.artifacts[0].sidecar.precision.calibration  # type: ignore[union-attr]
+    assert record.count == 40 and record.skipped == 2 and not record.demo
     assert any("skipped 2 files" in w for w in result.warnings)
     assert any("fewer than the 100 asked" in w for w in result.warnings)
     assert any("300+" in w for w in result.warnings)
@@ -204,7 +205,7 @@ def test_user_calibration_folder_skips_non_images_and_warns_when_small(lenet5_ro
 def test_missing_default_folder_falls_back_to_the_demo_set_with_a_warning(lenet5_root: Path, tmp_path: Path) -> None:
     calib = CalibrationConfig(directory=tmp_path / "nothing-here")
     result = build(_lenet5_config(lenet5_root, engines_dir=tmp_path / "engines", calibration=calib))
-    assert result.artifacts[0].sidecar.precision["calibration"]["demo"]  # type: ignore[index]
+    assert result.artifacts[0].sidecar.precision.calibration.demo  # type: ignore[union-attr]
     assert any("demo set" in w for w in result.warnings)
 
 

@@ -67,7 +67,7 @@ def test_openvino_build_compiles_the_typed_onnx_of_its_recipe_into_judged_ir(ope
     # INT8 for OpenVINO comes from the same U8S8 ONNX as ONNX Runtime's, with its 7-bit weights.
     int8_ir = load_sidecar(by_name["int8-cpu openvino"].path)
     assert int8_ir.target is not None and int8_ir.target.source_sha256 == by_name["int8-cpu"].sidecar.sha256
-    assert int8_ir.precision is not None and int8_ir.precision["weight_bits"] == 7
+    assert int8_ir.precision is not None and int8_ir.precision.weight_bits == 7
     assert "OpenVINO" in " ".join(openvino_build.statuses)
     assert not list(by_name["fp32"].path.parent.glob(".deploy-build-*"))  # work folders are gone
 

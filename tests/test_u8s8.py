@@ -126,7 +126,7 @@ def _held_out_feed(artifact: BuiltArtifact, count: int) -> dict[str, np.ndarray]
 
 def test_shipped_lenet5_weights_never_saturate_on_real_digits(lenet5_cpu_int8: BuiltArtifact) -> None:
     model = onnx.load(lenet5_cpu_int8.path)
-    assert lenet5_cpu_int8.sidecar.precision["weight_bits"] == 7  # type: ignore[index]
+    assert lenet5_cpu_int8.sidecar.precision.weight_bits == 7  # type: ignore[union-attr]
     assert not saturating_weights(model)
     feed = _held_out_feed(lenet5_cpu_int8, 64)
     products = _integer_products(model, feed)

@@ -12,7 +12,7 @@ import statistics
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -33,6 +33,7 @@ class BenchConfig:
 
 @dataclass(frozen=True)
 class LatencyStats:
+    json_derived: ClassVar[tuple[str, ...]] = ("throughput",)
     runner: str
     batch: int
     iterations: int
@@ -104,6 +105,8 @@ def ratio_of(reference_rounds: Sequence[float], candidate_rounds: Sequence[float
 @dataclass(frozen=True)
 class Overhead:
     """The Runner's median latency against a bare session.run on the same inputs, interleaved."""
+
+    json_derived: ClassVar[tuple[str, ...]] = ("percent",)
 
     batch: int
     runner_p50_ms: float

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
+
+from deploy.codec import dumps
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
@@ -46,17 +46,5 @@ def progress_printer(ctx: typer.Context) -> Callable[[str], None] | None:
     return lambda message: stderr.print(f"[dim]• {escape(message)}[/dim]", highlight=False)
 
 
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {field.name: _jsonable(getattr(value, field.name)) for field in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def print_json(value: Any) -> None:
-    typer.echo(json.dumps(_jsonable(value), indent=2))
+    typer.echo(dumps(value))

@@ -7,14 +7,6 @@ from deploy.backends.torch_runner import TorchRunner
 from deploy.sidecar import Sidecar
 
 
-def weights_argument(sidecar: Sidecar) -> str:
-    """What `--weights` reproduces the exported parameters (a checkpoint by its resolved path)."""
-    weights = sidecar.weights
-    if weights["kind"] == "checkpoint":
-        return str(weights.get("path", weights["name"]))
-    return str(weights["name"])
-
-
 def eager_runner(sidecar: Sidecar, *, device: str = "cpu", compiled: bool = False, fp16: bool = False) -> TorchRunner:
     """`compiled`: the same module through torch.compile (inductor), compiled lazily on the first calls.
     `fp16`: the module in float16, every layer computing in FP16 (PyTorch has FP16 CPU kernels)."""
@@ -22,7 +14,7 @@ def eager_runner(sidecar: Sidecar, *, device: str = "cpu", compiled: bool = Fals
 
     from deploy.zoo import get_spec, load_model
 
-    module = load_model(get_spec(sidecar.model), weights_argument(sidecar)).module
+    module = load_model(get_spec(sidecar.model), sidecar.weights.argument).module
     if compiled:
         module = torch.compile(module.eval())  # type: ignore[assignment]
     inputs = (TensorMeta(sidecar.inputs[0].name, sidecar.inputs[0].shape, "float32"),)

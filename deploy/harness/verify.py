@@ -122,7 +122,7 @@ class Judge:
         """Verdict on `artifact`; a build judges it in its work folder (`name` is where it will be published)."""
         held, reference = self._eager()
         label = sidecar.label.name
-        tolerance = tolerance_for(sidecar.precision_name, str(sidecar.weights["kind"]), self._check.overrides)
+        tolerance = tolerance_for(sidecar.precision_name, sidecar.weights.kind, self._check.overrides)
         self._say(f"{sidecar.model}: verifying {label} against eager PyTorch on {len(held.arrays)} held-out images")
         with runner_for(artifact, sidecar=sidecar) as runner:
             verdict = check_runner(runner, name or str(artifact), label, tolerance, sidecar, held, reference)
@@ -233,11 +233,11 @@ def with_fp16_checks(
         return verdict
     from deploy.harness.compare import compare_outputs
 
-    scan = (sidecar.precision or {}).get("activation_scan") or {}
+    scan = (sidecar.precision.details.get("activation_scan") if sidecar.precision else None) or {}
     overflow = tuple(str(peak["tensor"]) for peak in scan.get("overflow", []))
     eager_fp16 = None
     if fp16_reference is not None:
-        tolerance = tolerance_for("fp16", str(sidecar.weights["kind"]), {})
+        tolerance = tolerance_for("fp16", sidecar.weights.kind, {})
         comparison = compare_outputs(
             reference, fp16_reference, tolerance, reference_name="torch", candidate_name="torch-fp16"
         )

@@ -19,7 +19,7 @@ from deploy.precision.fp16_scan import NEAR_LIMIT_FACTOR, Fp16Scan, scan_fp16_ra
 from deploy.precision.int8 import HighPrecision
 from deploy.precision.modelopt_run import modelopt_version
 from deploy.precision.typing_info import initializer_types
-from deploy.sidecar import ArtifactLabel, Sidecar
+from deploy.sidecar import ArtifactLabel, PrecisionInfo, Sidecar
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +42,8 @@ class TypedOnnx:
     """One typed ONNX written to `path`: how its precision was made (the sidecar's precision block)."""
 
     path: Path
-    record: dict[str, Any]
+    record: PrecisionInfo
     reused_calibration: bool | None
-
-    @property
-    def warnings(self) -> list[str]:
-        return list(self.record.get("warnings", []))
 
 
 def make_typed_onnx(
@@ -62,7 +58,7 @@ def make_typed_onnx(
     }
     if label.precision == "fp32":
         shutil.copyfile(source, out)
-        return TypedOnnx(out, details, None)
+        return TypedOnnx(out, PrecisionInfo.from_dict(details), None)
     assert calib is not None, "FP16 and INT8 need the calibration images"
     if label.precision == "fp16":
         from deploy.precision.fp16 import convert_fp16
@@ -81,10 +77,11 @@ def make_typed_onnx(
             "activation_scan": dataclasses.asdict(scan),
             "warnings": _scan_warnings(sidecar.model, scan),
         }
-        return TypedOnnx(out, details, None)
+        return TypedOnnx(out, PrecisionInfo.from_dict(details), None)
     int8 = _cpu_int8 if label.recipe == "cpu" else _int8
     details |= int8(source, sidecar, calib, label, config, out)
-    return TypedOnnx(out, details, bool(details["calibration"]["reused_cache"]))
+    record = PrecisionInfo.from_dict(details)
+    return TypedOnnx(out, record, record.calibration is not None and record.calibration.reused_cache)
 
 
 def _scan_warnings(model: str, scan: Fp16Scan) -> list[str]:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from deploy.backends.timing import LatencyStats, Overhead, Ratio
+from deploy.codec import dumps, to_data
 from deploy.errors import ArtifactError
 from deploy.sidecar import ArtifactLabel
 
@@ -57,6 +58,7 @@ class BenchSettings:
 
 @dataclass(frozen=True)
 class Report:
+    json_derived: ClassVar[tuple[str, ...]] = ("passed",)
     model: str
     weights: dict[str, Any]
     created_at: str
@@ -83,12 +85,7 @@ class Report:
         return dataclasses.replace(self, rows=kept + tuple(dataclasses.replace(p, peer=True) for p in peers))
 
     def to_json(self) -> str:
-        data = asdict(self)
-        for row, raw in zip(self.rows, data["rows"], strict=True):
-            for batch, stats in row.latency.items():
-                raw["latency"][batch]["throughput"] = stats.throughput
-        data["overhead"] = [asdict(o) | {"percent": o.percent} for o in self.overhead]
-        return json.dumps({"schema": SCHEMA, **data, "passed": self.passed}, indent=2) + "\n"
+        return dumps({"schema": SCHEMA, **to_data(self)}) + "\n"
 
     @classmethod
     def from_json(cls, text: str, *, source: Path | str = "report.json") -> Report:

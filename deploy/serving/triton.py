@@ -167,12 +167,12 @@ def _write_model(repo: Path, name: str, artifact: Path, sidecar: Sidecar, config
 
 
 def _device(target: Target, artifact: Path, requested: Device | None) -> Device:
-    runs_on: Device = "gpu" if target.device == "cuda" else "cpu"
+    kinds = target.triton.instance_kinds
     if requested is None:
-        return "gpu" if target.name == "onnxruntime" else runs_on  # ONNX Runtime serves on either; GPU if there
-    if target.name != "onnxruntime" and requested != runs_on:
+        return "gpu" if kinds[0] == "gpu" else "cpu"
+    if requested not in kinds:
         raise BadInput(
-            f"{artifact} is a {target.name} artifact, which Triton runs on {runs_on.upper()} only",
+            f"{artifact} is a {target.name} artifact, which Triton runs on {' or '.join(kinds).upper()} only",
             hint=f"drop --device {requested}",
         )
     return requested

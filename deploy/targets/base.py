@@ -64,6 +64,7 @@ class TritonModelFiles:
     platform: str | None
     backend: str | None
     filenames: tuple[str, ...]  # main file first (model.onnx; model.plan; model.xml + model.bin)
+    instance_kinds: tuple[str, ...] = ("cpu",)  # "gpu" / "cpu" instance groups it can serve on, default first
 
 
 class Target(abc.ABC):
@@ -74,6 +75,7 @@ class Target(abc.ABC):
     triton: TritonModelFiles
     # Where it runs: compared with eager CPU ("cpu") or eager CUDA ("cuda") in timing.
     device: str = "cpu"
+    compiles: bool = True  # False: the typed ONNX is itself the artifact (compile returns None)
 
     @abc.abstractmethod
     def runner(self, artifact: Path, *, threads: int | None = None, sidecar: Sidecar | None = None) -> Runner:

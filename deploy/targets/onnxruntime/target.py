@@ -14,7 +14,8 @@ class OnnxRuntime(Target):
     suffix = ".onnx"
     description = "ONNX Runtime on CPU: the typed ONNX itself (INT8: U8S8 QDQ, 7-bit weights)"
     int8_recipe = "cpu"
-    triton = TritonModelFiles(platform="onnxruntime_onnx", backend=None, filenames=("model.onnx",))
+    triton = TritonModelFiles("onnxruntime_onnx", None, ("model.onnx",), instance_kinds=("gpu", "cpu"))
+    compiles = False
 
     def runner(self, artifact: Path, *, threads: int | None = None, sidecar: Sidecar | None = None) -> Runner:
         from deploy.targets.onnxruntime.runner import OrtRunner

@@ -20,7 +20,7 @@ class TensorRT(Target):
     suffix = ".plan"
     description = "TensorRT engine (.plan) for NVIDIA GPUs, built strongly typed from the typed ONNX"
     int8_recipe = "tensorrt"
-    triton = TritonModelFiles(platform="tensorrt_plan", backend=None, filenames=("model.plan",))
+    triton = TritonModelFiles("tensorrt_plan", None, ("model.plan",), instance_kinds=("gpu",))
     device = "cuda"
 
     def runner(self, artifact: Path, *, threads: int | None = None, sidecar: Sidecar | None = None) -> Runner:
