@@ -161,10 +161,13 @@ def _compiling(targets: tuple[Target, ...], wanted: bool | None) -> tuple[set[Ta
             continue
         usable, status = target.availability()
         if wanted and not usable:  # refused before any work: nothing is half-built
-            raise MissingDependency(status, hint="install it, or build typed ONNX only with --no-compile")
+            raise MissingDependency(
+                f"--compile: the {target.name} target cannot compile here: {status}",
+                hint="install what it names, or build the typed ONNX only with --no-compile",
+            )
         if usable:
             compiling.add(target)
-        statuses.append(status)
+        statuses.append(f"{target.name}: {status}" if usable else f"{target.name}: typed ONNX only here ({status})")
     return compiling, tuple(statuses)
 
 

@@ -24,5 +24,5 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
         status = "[green]ok[/green]" if check.ok else "[yellow]missing[/yellow]"
         table.add_row(check.name, status, escape(check.version or ""), escape(check.detail), escape(check.disables))
     stdout.print(table)
-    verdict = "ready: run `pytest -m gpu`" if report.tensorrt_ready else "CPU path only (ONNX Runtime)"
+    verdict = "ready: run `pytest -m gpu`" if report.tensorrt_ready else "not usable here (CPU targets only)"
     stdout.print(f"TensorRT path: {verdict}", highlight=False)

@@ -43,7 +43,7 @@ class OpenVino(Target):
             openvino = require("openvino", purpose="the OpenVINO target")
         except MissingDependency as exc:
             return False, f"{exc.message}; {exc.hint}"
-        return True, f"OpenVINO {openvino.__version__} compiled the typed ONNX into IR"
+        return True, f"OpenVINO {openvino.__version__} compiles IR (.xml + .bin)"
 
     def compile(self, request: CompileRequest, *, progress: Progress | None = None) -> Compiled:
         openvino = require("openvino", purpose="the OpenVINO target")

@@ -33,17 +33,14 @@ class TensorRT(Target):
         from deploy.targets.tensorrt.gpu import gpu_info
 
         if importlib.util.find_spec("tensorrt") is None:
-            return False, (
-                "TensorRT is not installed: built typed ONNX only (ONNX Runtime runs it anywhere); "
-                'compile .plan engines on a GPU machine with pip install -e ".[tensorrt]"'
-            )
+            return False, 'TensorRT is not installed (pip install -e ".[tensorrt]" on a GPU machine)'
         try:
             about = info()
         except MissingDependency as exc:
-            return False, f"{exc.message}: built typed ONNX only"
+            return False, exc.message
         if gpu_info() is None:
-            return False, f"TensorRT {about.version} is installed but no NVIDIA GPU is usable: built typed ONNX only"
-        return True, f"TensorRT {about.version} ({about.api_path}) compiled the typed ONNX into .plan engines"
+            return False, f"TensorRT {about.version} is installed but no NVIDIA GPU is usable"
+        return True, f"TensorRT {about.version} ({about.api_path}) compiles .plan engines"
 
     def compile(self, request: CompileRequest, *, progress: Progress | None = None) -> Compiled:
         from deploy.targets.tensorrt.build import PlanOptions, build_plan
