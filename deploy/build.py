@@ -123,10 +123,12 @@ def build(config: BuildConfig, *, progress: Progress | None = None) -> BuildResu
                 built.append(typed)
                 record = typed.sidecar.precision
                 warnings.extend(w for w in (record.warnings if record else ()) if w not in warnings)
-                for target in (t for t in users if t in compiling and typed.published):
+                for target in (t for t in users if t in compiling):
+                    if not typed.published:  # nothing to compile; an older compile of it must not look valid
+                        withdraw(engines / target.artifact_name(typed.path))
+                        continue
                     say(f"compiling {typed.path.name} for {target.name}")
-                    compiled = _compile(target, typed, config, engines, judge, warnings)
-                    built.append(compiled)
+                    built.append(_compile(target, typed, config, engines, judge, warnings))
     if created and not any(a.published for a in built):
         with contextlib.suppress(OSError):  # a folder this build made and left empty (all rejected) goes again
             engines.rmdir()
@@ -267,7 +269,11 @@ def _compile(
     options = next((o for o in config.options if o.target == target.name), None)
     with _work_dir(engines) as work:
         request = CompileRequest(typed.path, typed.sidecar, work, engines, options)
-        compiled = target.compile(request)
+        try:
+            compiled = target.compile(request)
+        except BaseException:  # a failed compile leaves no older artifact of this typed ONNX looking current
+            withdraw(engines / target.artifact_name(typed.path))
+            raise
         assert compiled is not None  # only targets with a compile step are compiling
         warnings.extend(compiled.warnings)
         final = engines / compiled.path.name

@@ -138,9 +138,10 @@ def _recipes(config: PipelineConfig, source: Path) -> list[BuildConfig]:
         verify=None,  # judged below, all together, so the report shows failures beside passes
     )
     recipes = [dataclasses.replace(base, precisions=("fp32", "fp16"), targets=config.targets)]
-    if "tensorrt" in config.targets:
+    symmetric = tuple(name for name in config.targets if TARGETS[name].int8_recipe == "tensorrt")
+    if symmetric:
         recipes += [
-            dataclasses.replace(base, precisions=("int8",), targets=("tensorrt",), method=method)
+            dataclasses.replace(base, precisions=("int8",), targets=symmetric, method=method)
             for method in config.methods or ("entropy",)
         ]
     cpu_targets = tuple(name for name in config.targets if TARGETS[name].int8_recipe == "cpu")

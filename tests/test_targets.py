@@ -227,3 +227,23 @@ def test_a_fourth_target_needs_only_its_own_class_and_its_registration(
     finally:
         TARGETS.clear()
         TARGETS.update(registered)
+
+
+def test_a_rejected_rebuild_withdraws_the_older_ir_of_that_typed_onnx(
+    lenet5_export: ExportResult, tmp_path: Path
+) -> None:
+    from deploy.harness.verify import ParityCheck
+
+    config = BuildConfig(
+        sources=(str(lenet5_export.onnx_path),),
+        precisions=("fp32",),
+        targets=("openvino",),
+        engines_dir=tmp_path / "engines",
+    )
+    first = build(config)
+    ir = next(a.path for a in first.artifacts if a.label.target == "openvino")
+    assert ir.is_file() and ir.with_suffix(".bin").is_file()
+    impossible = ParityCheck(overrides={"atol": 0.0, "rtol": 0.0})  # FP32 runtimes never match eager bit for bit
+    again = build(dataclasses.replace(config, verify=impossible))
+    assert [a.path.name for a in again.rejected] == ["lenet5.fp32.onnx"] and not again.artifacts
+    assert not ir.exists() and not ir.with_suffix(".bin").exists() and not sidecar_path(ir).exists()

@@ -27,7 +27,7 @@ def build(
     int8: bool = typer.Option(False, "--int8", help="INT8 Q/DQ by ModelOpt PTQ, calibrated on CPU."),
     all_precisions: bool = typer.Option(False, "--all", help="FP32, FP16 and INT8 (the default with no flag)."),
     method: str = typer.Option(
-        "entropy", "--calib-method", help="INT8 calibration: entropy, max, or percentile (--target cpu)."
+        "entropy", "--calib-method", help="INT8 calibration: entropy, max, or percentile (CPU INT8 targets)."
     ),
     target: list[str] = typer.Option(
         ["tensorrt"],
@@ -91,6 +91,22 @@ def build(
     if method not in ("entropy", "max", "percentile"):
         raise BadInput(f"--calib-method {method!r} is unknown", hint="choose entropy, max or percentile")
     targets = tuple(dict.fromkeys(get_target(name).name for name in target))
+    plan_options = {
+        "--min/--opt/--max-batch or shapes": any(v is not None for v in (min_batch, opt_batch, max_batch, min_shapes,
+                                                                         opt_shapes, max_shapes)),
+        "--workspace": workspace != 4.0,
+        "--builder-opt-level": builder_opt_level != 3,
+        "--timing-cache": timing_cache is not None,
+        "--version-compatible": version_compatible,
+        "--hardware-compatibility": hardware_compatibility != "none",
+    }  # fmt: skip
+    given = [name for name, set_ in plan_options.items() if set_]
+    if given and "tensorrt" not in targets:
+        raise BadInput(
+            f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to TensorRT plans, and no --target "
+            "tensorrt was given",
+            hint="add --target tensorrt, or drop those options",
+        )
     if high_precision not in ("fp32", "fp16"):
         raise BadInput(f"--high-precision {high_precision!r} is unknown", hint="choose fp32 or fp16")
     chosen = [p for p, flag in zip(PRECISIONS, (fp32, fp16, int8), strict=True) if flag]

@@ -26,7 +26,9 @@ def pipeline(
     batch: str = typer.Option("1,8", "--batch", help="Comma-separated batch sizes to time."),
     threads: int | None = typer.Option(None, "--threads", help="Threads for torch and ONNX Runtime (default: all)."),
     duration: float = typer.Option(3.0, "--duration", help="Seconds of interleaved timing per batch size."),
-    cpu_int8: bool = typer.Option(True, "--cpu-int8/--no-cpu-int8", help="Also build the ONNX Runtime U8S8 INT8."),
+    cpu_int8: bool = typer.Option(
+        True, "--cpu-int8/--no-cpu-int8", help="Also build the CPU INT8 (U8S8) for ONNX Runtime and OpenVINO."
+    ),
     cpu_method: str = typer.Option(
         "entropy", "--cpu-calib-method", help="Calibration of the CPU INT8: entropy, max or percentile."
     ),

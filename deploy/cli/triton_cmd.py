@@ -11,7 +11,7 @@ from deploy.cli.output import print_json, stdout
 
 
 def triton(
-    artifacts: list[str] = typer.Argument(..., help="Artifacts (.onnx/.plan with sidecars) or model names."),
+    artifacts: list[str] = typer.Argument(..., help="Artifacts (.onnx/.plan/.xml with sidecars) or model names."),
     repo: Path = typer.Option(Path("model_repository"), "--repo", "-r", help="The model repository folder."),
     name: str | None = typer.Option(None, "--name", help="Triton model name (one artifact only)."),
     instances: int = typer.Option(1, "--instances", help="Model instances per device."),

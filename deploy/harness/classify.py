@@ -11,7 +11,7 @@ import numpy as np
 
 from deploy.errors import BadInput
 from deploy.preprocessing import Preprocessing, load_image, preprocess
-from deploy.sidecar import load_sidecar, sidecar_path
+from deploy.sidecar import Sidecar, load_sidecar, sidecar_path
 from deploy.targets import runner_for, target_for
 
 
@@ -44,6 +44,7 @@ class _Contract:
     preprocessing: Preprocessing
     labels: tuple[str, ...] | None
     origin: Literal["sidecar", "zoo"]
+    sidecar: Sidecar | None = None
 
 
 def classify(artifact: Path, images: Sequence[Path], *, model: str | None = None, top_k: int = 5) -> InferResult:
@@ -57,7 +58,7 @@ def classify(artifact: Path, images: Sequence[Path], *, model: str | None = None
     tensors = [(path, preprocess(load_image(path), contract.preprocessing)) for path in images]
 
     classifications = []
-    with runner_for(artifact) as runner:
+    with runner_for(artifact, sidecar=contract.sidecar) as runner:
         output = runner.outputs[0]
         for path, tensor in tensors:
             scores = runner.infer({contract.input_name: tensor[None]})[output.name]
@@ -76,7 +77,9 @@ def _contract(artifact: Path, model: str | None) -> _Contract:
     target_for(artifact)  # an unknown kind of file is refused before anything is read
     if sidecar_path(artifact).is_file() or model is None:
         sidecar = load_sidecar(artifact)
-        return _Contract(sidecar.model, sidecar.inputs[0].name, sidecar.preprocessing, sidecar.labels, "sidecar")
+        return _Contract(
+            sidecar.model, sidecar.inputs[0].name, sidecar.preprocessing, sidecar.labels, "sidecar", sidecar
+        )
     from deploy.zoo import get_spec  # torch is only needed on this fallback path
 
     spec = get_spec(model)

@@ -9,6 +9,7 @@ from deploy.errors import BadInput
 from deploy.files import Staging
 from deploy.report.files import ReportFiles, write_report
 from deploy.report.model import Report, ReportRow
+from deploy.targets import TARGETS
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,16 @@ def render_reports(
 def best_row(report: Report, batch: int = 1) -> ReportRow | None:
     """The fastest CPU artifact at `batch` that passed verification (references, peers and TensorRT plans, which
     are timed against eager CUDA, excluded)."""
-    candidates = [r for r in report.rows if r.passed and not r.peer and r.backend != "tensorrt" and batch in r.latency]
+    candidates = [r for r in report.rows if r.passed and not r.peer and _on_cpu(r) and batch in r.latency]
     return min(candidates, key=lambda r: r.latency[batch].p50_ms, default=None)
+
+
+def _on_cpu(row: ReportRow) -> bool:
+    """Timed against eager CPU (a GPU target's rows are timed against eager CUDA); reports before labels: backend."""
+    if row.label is None:
+        return row.backend != "tensorrt"
+    target = TARGETS.get(row.label.target)
+    return target is None or target.device == "cpu"
 
 
 def write_index(reports_dir: Path, reports: list[tuple[Report, Path]]) -> Path:

@@ -44,7 +44,7 @@ class ReportRow:
     @property
     def reference(self) -> bool:
         """Eager PyTorch, which every other row is compared against."""
-        return self.label is None and not self.peer
+        return self.label is None and not self.peer and self.artifact is None
 
 
 @dataclass(frozen=True)

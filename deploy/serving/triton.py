@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from deploy.errors import BadInput
+from deploy.errors import ArtifactError, BadInput
 from deploy.files import Staging, ensure_writable_dir
 from deploy.sidecar import Sidecar, TensorInfo, companions, load_sidecar
 from deploy.targets import Target, target_for
@@ -194,6 +194,13 @@ def _add_version(folder: Path, version: int, artifact: Path, sidecar: Sidecar, t
     hidden folder renamed whole: Triton never sees half a version."""
     staging = Path(tempfile.mkdtemp(prefix=".version-", dir=folder))
     files = (artifact, *companions(artifact, sidecar))
+    if len(files) != len(target.triton.filenames):
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ArtifactError(
+            f"the sidecar of {artifact} lists {len(files) - 1} companion files; a {target.name} model needs "
+            f"{len(target.triton.filenames) - 1}",
+            hint=f"rebuild it with `deploy build {sidecar.model} --target {target.name}`",
+        )
     try:
         for source, filename in zip(files, target.triton.filenames, strict=True):
             shutil.copyfile(source, staging / filename)

@@ -77,6 +77,10 @@ class Target(abc.ABC):
     device: str = "cpu"
     compiles: bool = True  # False: the typed ONNX is itself the artifact (compile returns None)
 
+    def artifact_name(self, onnx: Path) -> str:
+        """`resnet18.int8.onnx` → `resnet18.int8<suffix>`: the file compile() writes for that typed ONNX."""
+        return onnx.stem + self.suffix
+
     @abc.abstractmethod
     def runner(self, artifact: Path, *, threads: int | None = None, sidecar: Sidecar | None = None) -> Runner:
         """A Runner for a published artifact of this target."""

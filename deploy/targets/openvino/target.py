@@ -16,7 +16,7 @@ from deploy.backends.base import Runner
 from deploy.errors import ExportFailed, MissingDependency
 from deploy.files import sha256_file
 from deploy.lazy import require
-from deploy.sidecar import FileDigest, Sidecar, TargetInfo, load_sidecar
+from deploy.sidecar import FileDigest, Sidecar, TargetInfo, load_sidecar, sidecar_path
 from deploy.targets.base import Check, Compiled, CompileRequest, Progress, Target, TritonModelFiles
 
 
@@ -30,12 +30,13 @@ class OpenVino(Target):
     def runner(self, artifact: Path, *, threads: int | None = None, sidecar: Sidecar | None = None) -> Runner:
         from deploy.targets.openvino.runner import OpenVinoRunner, precision_hint
 
-        described = sidecar or load_sidecar(artifact, check_hash=False)
+        if sidecar is None and sidecar_path(artifact).is_file():
+            sidecar = load_sidecar(artifact, check_hash=False)
         return OpenVinoRunner(
             artifact,
             threads=threads,
-            precision=precision_hint(described.label.precision),
-            output_names=[o.name for o in described.outputs],
+            precision=precision_hint(sidecar.label.precision if sidecar else "fp32"),
+            output_names=[o.name for o in sidecar.outputs] if sidecar else (),
         )
 
     def availability(self) -> tuple[bool, str]:
@@ -48,7 +49,7 @@ class OpenVino(Target):
     def compile(self, request: CompileRequest, *, progress: Progress | None = None) -> Compiled:
         openvino = require("openvino", purpose="the OpenVINO target")
         started = time.perf_counter()
-        xml = request.work_dir / (request.onnx.stem + self.suffix)
+        xml = request.work_dir / self.artifact_name(request.onnx)
         weights = xml.with_suffix(".bin")
         compress = request.sidecar.label.precision == "fp16"
         try:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from deploy.errors import BadInput, DeployError, ExportFailed
-from deploy.files import sha256_file
+from deploy.files import Staging, sha256_file
 from deploy.sidecar import Sidecar, TargetInfo
 from deploy.targets.base import TargetOptions
 from deploy.targets.tensorrt.api import TensorRTInfo, dims, info, logger, trt
@@ -103,6 +103,11 @@ def build_plan(onnx: Path, sidecar: Sidecar, config: PlanOptions, *, out: Path) 
     """Build the plan of the typed ONNX `onnx` (described by `sidecar`) into `out`; the timing cache is updated."""
     started = time.perf_counter()
     profile = resolve_profile(sidecar, config.profile)
+    if config.timing_cache is not None and not config.timing_cache.parent.is_dir():
+        raise BadInput(
+            f"--timing-cache {config.timing_cache}: folder {config.timing_cache.parent} does not exist",
+            hint="create it, or leave --timing-cache out (default: timing.cache in the --out-dir folder)",
+        )
     if config.workspace_gib <= 0:
         raise BadInput(f"--workspace {config.workspace_gib} GiB must be positive", hint="pass --workspace 4")
     if not 0 <= config.builder_optimization_level <= 5:
@@ -146,8 +151,10 @@ def build_plan(onnx: Path, sidecar: Sidecar, config: PlanOptions, *, out: Path) 
     layers = _inspect(trt_logger, plan_bytes, {name: (profile.opt, *chw)}, version_compatible=config.version_compatible)
     warnings = _precision_warnings(sidecar, layers)
     out.write_bytes(plan_bytes)
-    if config.timing_cache is not None:  # a cache, not an artifact: a torn one is rebuilt by TensorRT
-        config.timing_cache.write_bytes(bytes(builder_config.get_timing_cache().serialize()))
+    if config.timing_cache is not None:  # shared by every build: replaced whole, never torn
+        with Staging() as staging:
+            staging.path_for(config.timing_cache).write_bytes(bytes(builder_config.get_timing_cache().serialize()))
+            staging.commit()
     seconds = time.perf_counter() - started
     plan_sidecar = dataclasses.replace(
         sidecar,
@@ -200,7 +207,11 @@ def _load_timing_cache(builder_config: trt.IBuilderConfig, path: Path | None) ->
     data = b""
     if path is not None and path.is_file():
         data = path.read_bytes()
-    return builder_config.create_timing_cache(data)
+    cache = builder_config.create_timing_cache(data)
+    if cache is None and data:  # unreadable (another TensorRT version, damaged): start an empty one
+        log.warning("TensorRT could not read the timing cache %s; starting a new one", path)
+        cache = builder_config.create_timing_cache(b"")
+    return cache
 
 
 def _inspect(

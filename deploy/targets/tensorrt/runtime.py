@@ -71,11 +71,11 @@ def check_plan_compatible(sidecar: Sidecar, *, trt_version: str, compute_capabil
 class TrtRunner(Runner):
     name = "tensorrt"
 
-    def __init__(self, plan: Path, *, device: int = 0) -> None:
+    def __init__(self, plan: Path, *, device: int = 0, sidecar: Sidecar | None = None) -> None:
         super().__init__()
         self.plan = plan
         self.device_index = device
-        self.sidecar: Sidecar | None = None
+        self.sidecar = sidecar  # a build judges a plan in its work folder, before its sidecar is written
         self._bindings: list[_Binding] = []
         self._runtime: trt.Runtime | None = None
         self._engine: trt.ICudaEngine | None = None
@@ -84,9 +84,9 @@ class TrtRunner(Runner):
     def activate(self) -> None:
         if not self.plan.is_file():
             raise BadInput(f"plan {self.plan} does not exist", hint="build it with `deploy build MODEL`")
-        if sidecar_path(self.plan).is_file():
+        if self.sidecar is None and sidecar_path(self.plan).is_file():
             self.sidecar = load_sidecar(self.plan)
-        else:
+        elif self.sidecar is None:
             log.warning("no sidecar beside %s: assuming the engine's own (static) shapes", self.plan)
         about = info()
         self.cuda = require("pycuda.driver", purpose="Running TensorRT engines")

@@ -26,7 +26,7 @@ class TensorRT(Target):
     def runner(self, artifact: Path, *, threads: int | None = None, sidecar: Sidecar | None = None) -> Runner:
         from deploy.targets.tensorrt.runtime import TrtRunner
 
-        return TrtRunner(artifact)
+        return TrtRunner(artifact, sidecar=sidecar)
 
     def availability(self) -> tuple[bool, str]:
         from deploy.targets.tensorrt.api import info
@@ -48,7 +48,7 @@ class TensorRT(Target):
         options = request.options if isinstance(request.options, PlanOptions) else PlanOptions()
         if options.timing_cache is None:
             options = dataclasses.replace(options, timing_cache=request.out_dir / TIMING_CACHE)
-        out = request.work_dir / (request.onnx.stem + self.suffix)
+        out = request.work_dir / self.artifact_name(request.onnx)
         plan = build_plan(request.onnx, request.sidecar, options, out=out)
         layers = plan.layers
         summary = f"layers INT8 {layers.int8} / FP16 {layers.fp16} / FP32 {layers.fp32}"
