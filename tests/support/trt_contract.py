@@ -37,7 +37,7 @@ NOT_TENSORRT = frozenset(
         "compute_capability", "version", "major", "api_path", "profile", "workspace_gib", "timing_cache", "verbose",
         "version_compatible", "hardware_compatibility", "onnx", "fp32",
         "counted", "mostly_fp32", "is_input", "host", "device", "max_shape", "cuda", "plan", "sidecar",
-        "device_index", "path_for", "commit", "mkdir", "parent", "label", "target", "settings",
+        "device_index", "path_for", "commit", "mkdir", "parent", "label", "target", "settings", "is_dir",
     }
 )  # fmt: skip
 
