@@ -117,7 +117,7 @@ def build(config: BuildConfig, *, progress: Progress | None = None) -> BuildResu
         judge = None if config.verify is None else Judge(sidecar, config.verify, progress=say)
         calib = _calibration(sidecar, config, warnings)
         for precision in config.precisions:
-            for label, users in _typed_labels(targets, precision, config.method):
+            for label, users in _typed_labels(targets, precision, config.method).items():
                 say(f"building {sidecar.model} {label.typed_name}")
                 typed = _typed(source, sidecar, label, calib, recipe, engines, judge)
                 built.append(typed)
@@ -175,12 +175,12 @@ def _compiling(targets: tuple[Target, ...], wanted: bool | None) -> tuple[set[Ta
 
 def _typed_labels(
     targets: tuple[Target, ...], precision: Precision, method: Method
-) -> Iterator[tuple[ArtifactLabel, list[Target]]]:
+) -> dict[ArtifactLabel, list[Target]]:
     """Each typed ONNX these targets need for `precision`, once, with the targets that compile from it."""
     needed: dict[ArtifactLabel, list[Target]] = {}
     for target in targets:
         needed.setdefault(ArtifactLabel.of(precision, method, target.int8_recipe), []).append(target)
-    yield from needed.items()
+    return needed
 
 
 def _calibration(sidecar: Sidecar, config: BuildConfig, warnings: list[str]) -> CalibrationSet | None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from importlib import metadata
 
-from deploy.environment import cpu_isa, cpu_name
+from deploy.environment import cpu_isa, cpu_name, installed_version
 from deploy.targets import TARGETS
 from deploy.targets.base import Check
 
@@ -34,15 +33,8 @@ def _cpu() -> Check:
     return Check("CPU", True, None, detail, "")
 
 
-def _version(distribution: str) -> str | None:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def _modelopt() -> Check:
-    version = _version("nvidia-modelopt")
+    version = installed_version("nvidia-modelopt")
     ok = version is not None and importlib.util.find_spec("modelopt") is not None
     return Check(
         "ModelOpt",

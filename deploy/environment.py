@@ -13,6 +13,7 @@ import os
 import platform
 import subprocess
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -123,6 +124,14 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def installed_version(distribution: str) -> str | None:
+    """The installed version of a pip distribution, or None when it is not installed."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def environment(threads: int, versions: dict[str, str], gpu: str | None = None) -> dict[str, Any]:

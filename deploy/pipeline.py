@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from deploy.backends.base import Runner
 from deploy.backends.timing import Overhead
 from deploy.build import BuildConfig, BuildResult, build
@@ -205,14 +207,9 @@ def _peers(
     """Runners for the peers that can run here, each checked against eager on the held-out set first."""
     if not config.peers:
         return {}, [], ()
-    artifacts = {"fp32": exported}  # what a user without deploy starts from: the FP32 ONNX
     held = held_out_set(sidecar, images=config.images, count=config.count)
     reference = eager_outputs(sidecar, held)
-    calibration = None
-    if any(peer.kind == "nncf" for peer in config.peers):
-        from deploy.zoo import get_spec
-
-        calibration = calibration_set(sidecar.preprocessing, get_spec(sidecar.model).sample_set, config.calibration)
+    images: np.ndarray | None = None  # the calibration images, loaded once and only for the NNCF peer
     runners: dict[str, Runner] = {}
     verdicts: list[tuple[Peer, ArtifactVerdict]] = []
     warnings: list[str] = []
@@ -220,10 +217,14 @@ def _peers(
         say(f"checking peer {peer.name} against eager PyTorch")
         tolerance = tolerance_for(peer.precision, sidecar.weights.kind, config.overrides)
         try:
-            images = None if calibration is None else calibration.arrays()
-            runner = peer.runner(sidecar, artifacts, config.bench.threads, images)
+            if peer.kind == "nncf" and images is None:
+                from deploy.zoo import get_spec
+
+                spec = get_spec(sidecar.model)
+                images = calibration_set(sidecar.preprocessing, spec.sample_set, config.calibration).arrays()
+            runner = peer.runner(sidecar, exported, config.bench.threads, images)
             with runner:
-                source = str(artifacts.get(peer.source, sidecar.model))
+                source = str(exported) if peer.source == "fp32" else sidecar.model
                 verdicts.append((peer, check_runner(runner, source, peer.name, tolerance, sidecar, held, reference)))
         except Exception as exc:  # a peer is someone else's runtime: report its failure, never fail the pipeline
             log.debug("peer %s failed", peer.name, exc_info=True)

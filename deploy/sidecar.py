@@ -6,11 +6,11 @@ import dataclasses
 import json
 import platform
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
 from deploy.codec import dumps
+from deploy.environment import installed_version
 from deploy.errors import ArtifactError
 from deploy.files import sha256_file
 from deploy.preprocessing import Preprocessing
@@ -63,9 +63,12 @@ class ArtifactLabel:
         """The typed ONNX's part of file names: fp32, fp16, int8, int8-max, int8-cpu, int8-cpu-percentile."""
         if self.precision != "int8":
             return self.precision
-        parts = ["int8"] + (["cpu"] if self.recipe == "cpu" else []) + ([self.method] if self.method not in
-                                                                         (None, "entropy") else [])  # fmt: skip
-        return "-".join(part for part in parts if part)
+        parts = ["int8"]
+        if self.recipe == "cpu":
+            parts.append("cpu")
+        if self.method is not None and self.method != "entropy":
+            parts.append(self.method)
+        return "-".join(parts)
 
     @property
     def name(self) -> str:
@@ -319,13 +322,8 @@ def _check_files(artifact: Path, sidecar: Sidecar, path: Path) -> None:
 
 
 def package_versions(*names: str) -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
+    found = {name: installed_version(name) for name in names}
+    return {"python": platform.python_version()} | {name: v for name, v in found.items() if v is not None}
 
 
 def onnxruntime_version() -> str:

@@ -186,7 +186,7 @@ def test_torch_compile_peer_matches_eager(lenet5_export: ExportResult) -> None:
     sidecar = lenet5_export.sidecar
     held = held_out_set(sidecar, images=None, count=64)
     reference = eager_outputs(sidecar, held)
-    with peer.runner(sidecar, {}, threads=1) as runner:
+    with peer.runner(sidecar, lenet5_export.onnx_path, threads=1) as runner:
         verdict = check_runner(
             runner, "lenet5", peer.name, tolerance_for("fp32", "digits", {}), sidecar, held, reference
         )

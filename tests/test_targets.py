@@ -136,7 +136,6 @@ class _OrtFormat(Target):
 
     name = "ort-format"
     suffix = ".ort"
-    description = "ONNX Runtime ORT format"
     int8_recipe = "cpu"
     triton = TritonModelFiles(platform="onnxruntime_onnx", backend=None, filenames=("model.ort",))
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -41,24 +40,23 @@ class Peer:
     def backend(self) -> str:
         return "torch.compile" if self.kind == "torch.compile" else "openvino"
 
-    def runner(
-        self, sidecar: Sidecar, artifacts: Mapping[str, Path], threads: int, calibration: np.ndarray | None = None
-    ) -> Runner:
+    def runner(self, sidecar: Sidecar, onnx: Path, threads: int, calibration: np.ndarray | None = None) -> Runner:
+        """`onnx`: the FP32 ONNX (what a user without deploy starts from); `calibration`: images for NNCF."""
         if self.kind == "torch.compile":
             from deploy.harness.eager import eager_runner
 
             return eager_runner(sidecar, compiled=True)
         from deploy.targets.openvino.runner import OpenVinoRunner
 
-        model: Path | Any = artifacts[self.source]
+        model: Path | Any = onnx
         if self.kind == "nncf":
             if calibration is None:
                 raise ValueError("NNCF needs the calibration images")
-            model = nncf_quantize(model, calibration, input_name=sidecar.inputs[0].name)
+            model = nncf_quantize(onnx, calibration)
         return OpenVinoRunner(model, threads=threads, precision=None, output_names=[o.name for o in sidecar.outputs])
 
 
-def nncf_quantize(onnx: Path, images: np.ndarray, *, input_name: str) -> Any:
+def nncf_quantize(onnx: Path, images: np.ndarray) -> Any:
     """NNCF's default post-training INT8 of the FP32 ONNX as an OpenVINO model, as its documentation shows it."""
     openvino = require("openvino", purpose="the OpenVINO peers")
     nncf = require("nncf", purpose="the NNCF INT8 peer")

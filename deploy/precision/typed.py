@@ -43,7 +43,11 @@ class TypedOnnx:
 
     path: Path
     record: PrecisionInfo
-    reused_calibration: bool | None
+
+    @property
+    def reused_calibration(self) -> bool | None:
+        """Whether an INT8 calibration cache was reused; None where nothing was calibrated."""
+        return None if self.record.calibration is None else self.record.calibration.reused_cache
 
 
 def make_typed_onnx(
@@ -58,7 +62,7 @@ def make_typed_onnx(
     }
     if label.precision == "fp32":
         shutil.copyfile(source, out)
-        return TypedOnnx(out, PrecisionInfo.from_dict(details), None)
+        return TypedOnnx(out, PrecisionInfo.from_dict(details))
     assert calib is not None, "FP16 and INT8 need the calibration images"
     if label.precision == "fp16":
         from deploy.precision.fp16 import convert_fp16
@@ -77,11 +81,10 @@ def make_typed_onnx(
             "activation_scan": dataclasses.asdict(scan),
             "warnings": _scan_warnings(sidecar.model, scan),
         }
-        return TypedOnnx(out, PrecisionInfo.from_dict(details), None)
+        return TypedOnnx(out, PrecisionInfo.from_dict(details))
     int8 = _cpu_int8 if label.recipe == "cpu" else _int8
     details |= int8(source, sidecar, calib, label, config, out)
-    record = PrecisionInfo.from_dict(details)
-    return TypedOnnx(out, record, record.calibration is not None and record.calibration.reused_cache)
+    return TypedOnnx(out, PrecisionInfo.from_dict(details))
 
 
 def _scan_warnings(model: str, scan: Fp16Scan) -> list[str]:

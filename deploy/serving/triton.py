@@ -99,8 +99,16 @@ def _validate(config: TritonConfig) -> None:
 def _sidecar_of(path: Path) -> Sidecar:
     if not path.is_file():
         raise BadInput(f"artifact {path} does not exist", hint="export or build it first")
-    target_for(path)
-    return load_sidecar(path)
+    target = target_for(path)
+    sidecar = load_sidecar(path)
+    listed = len(companions(path, sidecar))
+    if listed != len(target.triton.filenames) - 1:  # refused before anything is written
+        raise ArtifactError(
+            f"the sidecar of {path} lists {listed} companion files; a {target.name} model needs "
+            f"{len(target.triton.filenames) - 1}",
+            hint=f"rebuild it with `deploy build {sidecar.model} --target {target.name}`",
+        )
+    return sidecar
 
 
 def _default_name(path: Path) -> str:
@@ -194,13 +202,6 @@ def _add_version(folder: Path, version: int, artifact: Path, sidecar: Sidecar, t
     hidden folder renamed whole: Triton never sees half a version."""
     staging = Path(tempfile.mkdtemp(prefix=".version-", dir=folder))
     files = (artifact, *companions(artifact, sidecar))
-    if len(files) != len(target.triton.filenames):
-        shutil.rmtree(staging, ignore_errors=True)
-        raise ArtifactError(
-            f"the sidecar of {artifact} lists {len(files) - 1} companion files; a {target.name} model needs "
-            f"{len(target.triton.filenames) - 1}",
-            hint=f"rebuild it with `deploy build {sidecar.model} --target {target.name}`",
-        )
     try:
         for source, filename in zip(files, target.triton.filenames, strict=True):
             shutil.copyfile(source, staging / filename)

@@ -70,7 +70,6 @@ class TritonModelFiles:
 class Target(abc.ABC):
     name: str  # as users type it: deploy build --target NAME
     suffix: str  # the artifact's file suffix
-    description: str
     int8_recipe: Int8Recipe  # which INT8 typed ONNX it compiles from
     triton: TritonModelFiles
     # Where it runs: compared with eager CPU ("cpu") or eager CUDA ("cuda") in timing.

@@ -12,7 +12,6 @@ from deploy.targets.base import Check, Compiled, CompileRequest, Progress, Targe
 class OnnxRuntime(Target):
     name = "onnxruntime"
     suffix = ".onnx"
-    description = "ONNX Runtime on CPU: the typed ONNX itself (INT8: U8S8 QDQ, 7-bit weights)"
     int8_recipe = "cpu"
     triton = TritonModelFiles("onnxruntime_onnx", None, ("model.onnx",), instance_kinds=("gpu", "cpu"))
     compiles = False

@@ -23,7 +23,6 @@ from deploy.targets.base import Check, Compiled, CompileRequest, Progress, Targe
 class OpenVino(Target):
     name = "openvino"
     suffix = ".xml"
-    description = "OpenVINO IR (.xml + .bin) for OpenVINO's CPU plugin"
     int8_recipe = "cpu"
     triton = TritonModelFiles(platform=None, backend="openvino", filenames=("model.xml", "model.bin"))
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-from importlib import metadata
 from pathlib import Path
 
 from deploy.backends.base import Runner
+from deploy.environment import installed_version
 from deploy.errors import DeployError, MissingDependency
 from deploy.sidecar import Sidecar
 from deploy.targets.base import Check, Compiled, CompileRequest, Progress, Target, TritonModelFiles
@@ -18,7 +18,6 @@ TIMING_CACHE = "timing.cache"
 class TensorRT(Target):
     name = "tensorrt"
     suffix = ".plan"
-    description = "TensorRT engine (.plan) for NVIDIA GPUs, built strongly typed from the typed ONNX"
     int8_recipe = "tensorrt"
     triton = TritonModelFiles("tensorrt_plan", None, ("model.plan",), instance_kinds=("gpu",))
     device = "cuda"
@@ -89,12 +88,5 @@ def _pycuda() -> Check:
         cuda.init()
         count = cuda.Device.count()
     except Exception as exc:  # pycuda raises its own error types when the driver is missing
-        return Check("pycuda", False, _version("pycuda"), f"installed but unusable: {exc}", disabled)
-    return Check("pycuda", count > 0, _version("pycuda"), f"{count} CUDA device(s)", "" if count else disabled)
-
-
-def _version(distribution: str) -> str | None:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
+        return Check("pycuda", False, installed_version("pycuda"), f"installed but unusable: {exc}", disabled)
+    return Check("pycuda", count > 0, installed_version("pycuda"), f"{count} CUDA device(s)", "" if count else disabled)
