@@ -8,7 +8,6 @@ import dataclasses
 import datetime as dt
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from deploy.errors import BadInput, MissingDependency, ParityError
-from deploy.files import Staging, ensure_writable_dir, sha256_file
+from deploy.files import Staging, ensure_writable_dir, scratch_dir, sha256_file
 from deploy.harness.verify import ArtifactVerdict, Judge, ParityCheck, verdict_record
 from deploy.precision.calibration import CalibrationConfig, CalibrationSet, calibration_set
 from deploy.precision.int8 import HighPrecision
@@ -313,8 +312,8 @@ def publish(path: Path, sidecar: Sidecar, final: Path) -> None:
 
 @contextlib.contextmanager
 def _work_dir(engines: Path) -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(dir=engines, prefix=".deploy-build-") as work:
-        yield Path(work)
+    with scratch_dir(engines, "build") as work:
+        yield work
 
 
 __all__ = ["BuildConfig", "BuildResult", "BuiltArtifact", "build"]

@@ -2,26 +2,92 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
+import re
+import shutil
+import socket
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
 from deploy.errors import OutputNotWritable
+
+log = logging.getLogger(__name__)
+
+# Every temporary file or folder deploy creates beside an artifact is named `.deploy-tmp.<host>.<pid>.<purpose>.*`:
+# a process killed with SIGKILL cannot clean up, and its name tells a later run that the writer is gone.
+_SCRATCH = ".deploy-tmp"
+_SCRATCH_NAME = re.compile(r"^\.deploy-tmp\.(?P<host>[0-9a-f]{8})\.(?P<pid>\d+)\.")
+
+
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def scratch_prefix(purpose: str) -> str:
+    """The name prefix of a temporary file or folder this process owns (see `sweep_stale`)."""
+    return f"{_SCRATCH}.{_host_tag()}.{os.getpid()}.{purpose}."
+
+
+@contextlib.contextmanager
+def scratch_dir(parent: Path, purpose: str) -> Iterator[Path]:
+    """A hidden work folder inside `parent` (same file system, so results move out by rename), removed on exit."""
+    with tempfile.TemporaryDirectory(dir=parent, prefix=scratch_prefix(purpose)) as name:
+        yield Path(name)
+
+
+def sweep_stale(folder: Path) -> tuple[Path, ...]:
+    """Remove the temporary files and folders left in `folder` by deploy processes that died without cleaning up
+    (SIGKILL, power loss). Only our own names, only from this host, only when their writer is no longer running."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return ()
+    swept = []
+    for entry in entries:
+        match = _SCRATCH_NAME.match(entry.name)
+        if match is None or match["host"] != _host_tag() or _running(int(match["pid"])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        swept.append(entry)
+    if swept:
+        log.info("removed %d temporary file(s) left in %s by a deploy process that was killed", len(swept), folder)
+    return tuple(swept)
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    except OverflowError:
+        return False
+    return True
 
 
 def ensure_writable_dir(folder: Path) -> Path:
     """Create `folder` if needed and prove we can write there, before any expensive work starts."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".deploy-probe-"):
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=scratch_prefix("probe")):
             pass
     except OSError as exc:
         raise OutputNotWritable(
             f"cannot write to output folder {folder}: {exc.strerror or exc}",
             hint="choose another folder with --out-dir or fix its permissions",
         ) from exc
+    sweep_stale(folder)
     return folder
 
 
@@ -36,7 +102,7 @@ class Staging:
         self._pending: dict[Path, Path] = {}
 
     def path_for(self, final: Path) -> Path:
-        fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+        fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=scratch_prefix(final.name), suffix=".tmp")
         os.close(fd)
         self._pending[final] = Path(tmp_name)
         return self._pending[final]

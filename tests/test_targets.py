@@ -69,7 +69,7 @@ def test_openvino_build_compiles_the_typed_onnx_of_its_recipe_into_judged_ir(ope
     assert int8_ir.target is not None and int8_ir.target.source_sha256 == by_name["int8-cpu"].sidecar.sha256
     assert int8_ir.precision is not None and int8_ir.precision.weight_bits == 7
     assert "OpenVINO" in " ".join(openvino_build.statuses)
-    assert not list(by_name["fp32"].path.parent.glob(".deploy-build-*"))  # work folders are gone
+    assert not list(by_name["fp32"].path.parent.glob(".deploy-tmp.*"))  # work folders are gone
 
 
 def test_onnx_and_ir_of_one_typed_model_each_keep_their_own_sidecar_and_run(
