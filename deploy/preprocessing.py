@@ -6,6 +6,7 @@ center crop, scale to [0, 1], normalize. Same arithmetic, so eager and deployed 
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +24,13 @@ _PIL_RESAMPLE = {
     "bicubic": Image.Resampling.BICUBIC,
 }
 _HIGH_BIT_DEPTH_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+_COLORS = ("RGB", "L")
+
+# Bounds on the work one image can cause. Pillow's decompression-bomb guard counts decoded pixels only: a PNG of a
+# few hundred bytes, 60000x1 pixels, passes it and then asks for ~12 GB when its short side is resized to 256.
+MAX_SIDE = 4096  # resize/crop sizes a sidecar or option may ask for (the zoo's largest is 342)
+MAX_ASPECT_RATIO = 50.0  # wider than any panorama a classifier is fed; the centre crop would keep under 2% of it
+MAX_RESIZED_PIXELS = 1 << 26  # 64 Mpx (192 MB as RGB) after resizing the short side
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,25 @@ class Preprocessing:
     std: tuple[float, ...]
     interpolation: Interpolation = "bilinear"
     color: Literal["RGB", "L"] = "RGB"
+
+    def __post_init__(self) -> None:
+        """The invariants every later stage relies on; a sidecar that breaks one is refused when it is read."""
+        if not 1 <= self.crop_size <= self.resize_size <= MAX_SIDE:
+            raise ValueError(
+                f"sizes must satisfy 1 <= crop_size <= resize_size <= {MAX_SIDE}, got crop_size {self.crop_size} "
+                f"and resize_size {self.resize_size}"
+            )
+        if self.color not in _COLORS:
+            raise ValueError(f"color must be one of {', '.join(_COLORS)}, got {self.color!r}")
+        if self.interpolation not in _PIL_RESAMPLE:
+            raise ValueError(f"interpolation must be one of {', '.join(_PIL_RESAMPLE)}, got {self.interpolation!r}")
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) != self.channels:
+                raise ValueError(f"{name} needs {self.channels} values for {self.color} images, got {len(values)}")
+            if not all(math.isfinite(v) for v in values):
+                raise ValueError(f"{name} must be finite, got {values}")
+        if not all(v > 0 for v in self.std):
+            raise ValueError(f"std must be greater than 0 (a zero divides every pixel by zero), got {self.std}")
 
     @property
     def channels(self) -> int:
@@ -75,6 +102,16 @@ def load_image(path: Path) -> Image.Image:
         raise BadInput(f"{path} is not an image Pillow can read", hint="pass a JPEG, PNG, BMP, TIFF or WebP") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadInput(f"image {path} is corrupt or truncated ({exc})", hint="re-export or re-download it") from exc
+    except MemoryError as exc:
+        raise BadInput(f"image {path} needs more memory to decode than this machine has", hint="downscale it") from exc
+    width, height = image.size
+    if min(width, height) < 1 or max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
+        raise BadInput(
+            f"image {path} is {width}x{height} pixels: an aspect ratio beyond {MAX_ASPECT_RATIO:g}:1 is refused "
+            "(resizing its short side would take more memory than the image is worth)",
+            hint="crop it to the region to classify",
+        )
+    image.info["deploy.source"] = str(path)
     return image
 
 
@@ -114,6 +151,13 @@ def preprocess(image: Image.Image, prep: Preprocessing) -> np.ndarray:
     width, height = image.size
     short, long = (width, height) if width <= height else (height, width)
     new_short, new_long = prep.resize_size, int(prep.resize_size * long / short)
+    if new_short * new_long > MAX_RESIZED_PIXELS:
+        source = image.info.get("deploy.source", "an image")
+        raise BadInput(
+            f"{source} ({width}x{height} pixels) would be resized to {new_short}x{new_long} to give its short side "
+            f"{prep.resize_size} pixels: more than {MAX_RESIZED_PIXELS >> 20} Mpx",
+            hint="crop it closer to a square",
+        )
     new_size = (new_short, new_long) if width <= height else (new_long, new_short)
     image = image.resize(new_size, resample=_PIL_RESAMPLE[prep.interpolation])
 

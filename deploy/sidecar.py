@@ -205,53 +205,64 @@ class Sidecar:
     def to_json(self) -> str:
         return dumps(self) + "\n"
 
+    def __post_init__(self) -> None:
+        """What every command relies on before it feeds the artifact; checked whenever a sidecar is read."""
+        if not self.inputs or not self.outputs:
+            raise ValueError("inputs and outputs must each list at least one tensor")
+        if not 1 <= self.batch.min <= self.batch.max:
+            raise ValueError(f"batch needs 1 <= min <= max, got min {self.batch.min} and max {self.batch.max}")
+        shape = self.inputs[0].shape
+        prep = self.preprocessing
+        expected = (prep.channels, prep.crop_size, prep.crop_size)
+        if len(shape) != 4 or any(isinstance(d, int) and d != e for d, e in zip(shape[1:], expected, strict=True)):
+            raise ValueError(
+                f"input {self.inputs[0].name!r} has shape {list(shape)}, but the preprocessing makes "
+                f"[batch, {', '.join(map(str, expected))}] ({prep.color}, crop {prep.crop_size})"
+            )
+        if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256):
+            raise ValueError(f"sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
+
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Sidecar:
-        return cls(
-            model=data["model"],
-            family=data["family"],
-            weights=WeightsInfo.from_dict(data["weights"]),
-            inputs=tuple(TensorInfo(t["name"], tuple(t["shape"]), t.get("dtype", "float32")) for t in data["inputs"]),
-            outputs=tuple(TensorInfo(t["name"], tuple(t["shape"]), t.get("dtype", "float32")) for t in data["outputs"]),
-            batch=BatchRange(**data["batch"]),
-            preprocessing=Preprocessing.from_dict(data["preprocessing"]),
-            labels=None if data.get("labels") is None else tuple(data["labels"]),
-            labels_source=data.get("labels_source"),
-            opset=int(data["opset"]),
-            artifact=data["artifact"],
-            sha256=data["sha256"],
-            size_bytes=int(data["size_bytes"]),
-            num_params=int(data["num_params"]),
-            simplifier=dict(data.get("simplifier") or {}),
-            versions=dict(data.get("versions") or {}),
-            export_seconds=float(data.get("export_seconds", 0.0)),
-            created_at=data.get("created_at", ""),
-            parity=data.get("parity"),
-            schema=SCHEMA,
-            precision=None if data.get("precision") is None else PrecisionInfo.from_dict(data["precision"]),
-            extra=dict(data.get("extra") or {}),
-            label=ArtifactLabel(**data["label"]) if "label" in data else _old_label(data),
-            target=_target_info(data.get("target")),
-        )
+    def from_dict(cls, data: Any, *, what: str = "sidecar") -> Sidecar:
+        """A decoded sidecar (/2, or /1 upgraded) type-checked field by field; ArtifactError names what is wrong."""
+        from deploy.validation import parse
+
+        return parse(cls, _layout(data), what=what, hint="re-export it with `deploy export MODEL`, or rebuild it")
 
 
-def _target_info(data: dict[str, Any] | None) -> TargetInfo | None:
-    if data is None:
-        return None
-    companions = tuple(FileDigest(**c) for c in data.get("companions", ()))
-    return TargetInfo(**{**data, "companions": companions})
+def _layout(data: Any) -> Any:
+    """The JSON layout (flat weights and precision records, /1 without a label) as the dataclasses' fields."""
+    if not isinstance(data, dict):
+        return data
+    data = {"simplifier": {}, "versions": {}, "export_seconds": 0.0, "created_at": "", "parity": None} | data
+    weights, precision = data.get("weights"), data.get("precision")
+    if isinstance(weights, dict):
+        data["weights"] = {
+            "kind": weights.get("kind"),
+            "name": weights.get("name"),
+            "detail": {k: v for k, v in weights.items() if k not in ("kind", "name")},
+        }
+    if isinstance(precision, dict):
+        names = {f.name for f in dataclasses.fields(PrecisionInfo)} - {"details"}
+        data["precision"] = {k: v for k, v in precision.items() if k in names} | {
+            "details": {k: v for k, v in precision.items() if k not in names}
+        }
+    if "label" not in data:
+        data["label"] = _old_label(data)
+    return data | {"schema": SCHEMA}
 
 
-def _old_label(data: dict[str, Any]) -> ArtifactLabel:
+def _old_label(data: dict[str, Any]) -> dict[str, Any]:
     """A /1 sidecar had no label: the only place an artifact's identity is read from its precision record and
     file suffix (a /1 plan was compiled by TensorRT; every other /1 artifact was an ONNX file)."""
-    record = data.get("precision") or {}
+    record = data["precision"] if isinstance(data.get("precision"), dict) else {}
     precision = record.get("precision", "fp32")
-    target = "tensorrt" if str(data["artifact"]).endswith(".plan") else "onnxruntime"
+    target = "tensorrt" if str(data.get("artifact")).endswith(".plan") else "onnxruntime"
     if precision != "int8":
-        return ArtifactLabel(precision, None, None, target)
-    recipe: Int8Recipe = "cpu" if record.get("target") == "cpu" else "tensorrt"
-    return ArtifactLabel("int8", record.get("method", "entropy"), recipe, target)
+        return {"precision": precision, "target": target}
+    details = record.get("details")
+    recipe = "cpu" if isinstance(details, dict) and details.get("target") == "cpu" else "tensorrt"
+    return {"precision": "int8", "method": record.get("method", "entropy"), "recipe": recipe, "target": target}
 
 
 def sidecar_path(artifact: Path) -> Path:
@@ -284,14 +295,15 @@ def load_sidecar(artifact: Path, *, check_hash: bool = True) -> Sidecar:
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("schema") not in (SCHEMA, *OLD_SCHEMAS):
-            raise ValueError(f"schema {data.get('schema')!r}, expected {SCHEMA!r}")
-        sidecar = Sidecar.from_dict(data)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        schema = data.get("schema") if isinstance(data, dict) else None
+        if schema not in (SCHEMA, *OLD_SCHEMAS):
+            raise ValueError(f"schema {schema!r}, expected {SCHEMA!r}")
+    except (OSError, ValueError, RecursionError) as exc:
         raise ArtifactError(
             f"sidecar {path} is unreadable or not a deploy sidecar ({exc})",
             hint="re-export with `deploy export MODEL`",
         ) from exc
+    sidecar = Sidecar.from_dict(data, what=f"sidecar {path}")
     if check_hash:
         _check_files(artifact, sidecar, path)
     return sidecar

@@ -6,9 +6,11 @@ import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
+
+from deploy.errors import ArtifactError
 
 if TYPE_CHECKING:
     from deploy.backends.timing import BenchConfig, GpuStages
@@ -30,6 +32,15 @@ class Runner(abc.ABC):
 
     def __init__(self) -> None:
         self._active = False
+        self._expected: tuple[TensorMeta, ...] = ()
+        self._expected_by = ""
+
+    def expecting(self, inputs: Sequence[TensorMeta], *, artifact: str, source: str) -> Self:
+        """Check on activation that the model takes `inputs` (names, ranks, fixed sizes), as `source` (its sidecar,
+        or the zoo entry it was named after) says: a foreign model is refused before anything is fed to it."""
+        self._expected = tuple(inputs)
+        self._expected_by = f"{artifact} does not take the input {{}} that {source} describes; it takes {{}}"
+        return self
 
     @abc.abstractmethod
     def activate(self) -> None:
@@ -58,7 +69,22 @@ class Runner(abc.ABC):
     def __enter__(self) -> Runner:
         self.activate()
         self._active = True
+        try:
+            self._check_expected()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
         return self
+
+    def _check_expected(self) -> None:
+        actual = {meta.name: meta for meta in self.inputs}
+        for wanted in self._expected:
+            found = actual.get(wanted.name)
+            if found is None or not _fits(found.shape, wanted.shape):
+                raise ArtifactError(
+                    self._expected_by.format(_show(wanted), ", ".join(_show(m) for m in self.inputs)),
+                    hint="use the sidecar that was written with this file, or re-export it with `deploy export MODEL`",
+                )
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -66,3 +92,14 @@ class Runner(abc.ABC):
         if self._active:
             self._active = False
             self.deactivate()
+
+
+def _fits(actual: tuple[int | str, ...], wanted: tuple[int | str, ...]) -> bool:
+    """Same rank, and equal wherever both sizes are fixed (a named dimension is dynamic)."""
+    return len(actual) == len(wanted) and all(
+        a == w for a, w in zip(actual, wanted, strict=True) if isinstance(a, int) and isinstance(w, int)
+    )
+
+
+def _show(meta: TensorMeta) -> str:
+    return f"{meta.name!r} [{', '.join(str(d) for d in meta.shape)}]"

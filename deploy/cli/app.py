@@ -56,9 +56,7 @@ class DeployGroup(TyperGroup):
             if debug:
                 raise
             stderr.print(
-                f"[bold red]internal error:[/bold red] {type(exc).__name__}: {exc}",
-                highlight=False,
-                markup=False,
+                f"[bold red]internal error:[/bold red] {escape(f'{type(exc).__name__}: {exc}')}", highlight=False
             )
             stderr.print("[yellow]fix:[/yellow] rerun with --debug for the traceback and report it")
             raise typer.Exit(INTERNAL_ERROR_EXIT) from None

@@ -9,6 +9,7 @@ from typing import Literal
 
 import numpy as np
 
+from deploy.backends.base import TensorMeta
 from deploy.errors import BadInput
 from deploy.preprocessing import Preprocessing, load_image, preprocess
 from deploy.sidecar import Sidecar, load_sidecar, sidecar_path
@@ -58,7 +59,12 @@ def classify(artifact: Path, images: Sequence[Path], *, model: str | None = None
     tensors = [(path, preprocess(load_image(path), contract.preprocessing)) for path in images]
 
     classifications = []
-    with runner_for(artifact, sidecar=contract.sidecar) as runner:
+    runner = runner_for(artifact, sidecar=contract.sidecar)
+    if contract.sidecar is None:
+        prep = contract.preprocessing
+        wanted = TensorMeta(contract.input_name, ("batch", prep.channels, prep.crop_size, prep.crop_size), "float32")
+        runner.expecting([wanted], artifact=str(artifact), source=f"--model {contract.model}")
+    with runner:
         output = runner.outputs[0]
         for path, tensor in tensors:
             scores = runner.infer({contract.input_name: tensor[None]})[output.name]

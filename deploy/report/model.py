@@ -89,27 +89,18 @@ class Report:
 
     @classmethod
     def from_json(cls, text: str, *, source: Path | str = "report.json") -> Report:
+        """A report.json, every field type-checked: a hand-edited or foreign file is one error naming the field."""
+        from deploy.validation import parse
+
+        hint = "regenerate it with `deploy pipeline MODEL`"
         try:
             data = json.loads(text)
-            if data.get("schema") != SCHEMA:
-                raise ValueError(f"schema {data.get('schema')!r}, expected {SCHEMA!r}")
-            return cls(
-                model=data["model"],
-                weights=data["weights"],
-                created_at=data["created_at"],
-                images=data["images"],
-                labelled=data["labelled"],
-                environment=data["environment"],
-                rows=tuple(_row(raw) for raw in data["rows"]),
-                bench=None if data.get("bench") is None else BenchSettings(**data["bench"]),
-                overhead=tuple(_build(Overhead, raw) for raw in data.get("overhead", [])),
-                warnings=tuple(data.get("warnings", [])),
-            )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ArtifactError(
-                f"{source} is not a deploy report ({exc})",
-                hint="regenerate it with `deploy pipeline MODEL`",
-            ) from exc
+            schema = data.get("schema") if isinstance(data, dict) else None
+            if schema != SCHEMA:
+                raise ValueError(f"schema {schema!r}, expected {SCHEMA!r}")
+        except (ValueError, RecursionError) as exc:
+            raise ArtifactError(f"{source} is not a deploy report ({exc})", hint=hint) from exc
+        return parse(cls, {k: v for k, v in data.items() if k not in ("schema", "passed")}, what=str(source), hint=hint)
 
     @classmethod
     def read(cls, path: Path) -> Report:
@@ -122,25 +113,3 @@ class Report:
                 hint="run `deploy pipeline MODEL` first, or point --reports-dir at the folder that holds it",
             ) from exc
         return cls.from_json(text, source=path)
-
-
-def _build(kind: type, raw: dict[str, Any]) -> Any:
-    names = {f.name for f in dataclasses.fields(kind)}
-    return kind(**{k: v for k, v in raw.items() if k in names})  # derived values (throughput, percent) are dropped
-
-
-def _row(raw: dict[str, Any]) -> ReportRow:
-    values = {k: v for k, v in raw.items() if k not in ("latency", "speedup", "gpu", "label")}
-    return _build(
-        ReportRow,
-        values
-        | {
-            "label": None if raw.get("label") is None else ArtifactLabel(**raw["label"]),
-            "latency": {int(b): _build(LatencyStats, s) for b, s in raw.get("latency", {}).items()},
-            "speedup": {int(b): _build(Ratio, r) for b, r in raw.get("speedup", {}).items()},
-            "gpu": {
-                int(b): {stage: _build(LatencyStats, s) for stage, s in stages.items()}
-                for b, stages in raw.get("gpu", {}).items()
-            },
-        },
-    )

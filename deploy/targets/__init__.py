@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploy.backends.base import Runner
+from deploy.backends.base import Runner, TensorMeta
 from deploy.errors import BadInput
-from deploy.sidecar import Sidecar
+from deploy.sidecar import Sidecar, sidecar_path
 from deploy.targets.base import Target
 from deploy.targets.onnxruntime import OnnxRuntime
 from deploy.targets.openvino import OpenVino
@@ -56,7 +56,12 @@ def target_for(artifact: Path) -> Target:
 
 
 def runner_for(artifact: Path, *, threads: int | None = None, sidecar: Sidecar | None = None) -> Runner:
-    return target_for(artifact).runner(artifact, threads=threads, sidecar=sidecar)
+    """The runner of `artifact`'s target; with its sidecar, one that refuses a model taking other inputs."""
+    runner = target_for(artifact).runner(artifact, threads=threads, sidecar=sidecar)
+    if sidecar is None:
+        return runner
+    expected = [TensorMeta(t.name, t.shape, t.dtype) for t in sidecar.inputs]
+    return runner.expecting(expected, artifact=str(artifact), source=f"its sidecar {sidecar_path(artifact)}")
 
 
 __all__ = ["TARGETS", "Target", "artifact_suffixes", "get_target", "register", "runner_for", "target_for"]

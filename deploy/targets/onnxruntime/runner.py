@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+import onnxruntime.capi.onnxruntime_pybind11_state as ort_errors
 
 from deploy.backends.base import Runner, TensorMeta
 from deploy.environment import CpuIsa, cpu_isa
@@ -17,6 +18,7 @@ from deploy.targets.onnxruntime.u8s8 import EXACT_SESSION_CONFIG, REDUCED_WEIGHT
 
 log = logging.getLogger(__name__)
 
+_RUN_ERRORS = (ort_errors.Fail, ort_errors.InvalidArgument, ort_errors.RuntimeException, ort_errors.NotImplemented)
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64"}
 
 
@@ -104,5 +106,12 @@ class OrtRunner(Runner):
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         # session.run returns freshly allocated arrays, so nothing here is reused between calls.
-        values = self.session.run(self._output_names, dict(feed))
+        try:
+            values = self.session.run(self._output_names, dict(feed))
+        except _RUN_ERRORS as exc:  # raised by the model's own graph (a foreign or hand-edited file)
+            where = self.model if isinstance(self.model, Path) else "in-memory model"
+            raise ArtifactError(
+                f"ONNX Runtime cannot run {where}: {first_line(exc)}",
+                hint="check that the file is the model its sidecar describes; re-export it with `deploy export MODEL`",
+            ) from exc
         return dict(zip(self._output_names, values, strict=True))

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from deploy.backends.base import Runner, TensorMeta
-from deploy.errors import ArtifactError
+from deploy.errors import ArtifactError, first_line
 from deploy.lazy import require
 
 
@@ -55,7 +55,9 @@ class OpenVinoRunner(Runner):
             model = core.read_model(str(self.model)) if isinstance(self.model, Path) else self.model
             self._compiled = core.compile_model(model, "CPU", config)
         except Exception as exc:  # OpenVINO raises untyped RuntimeErrors
-            raise ArtifactError(f"OpenVINO cannot compile {self.model}: {exc}", hint="rerun with --debug") from exc
+            raise ArtifactError(
+                f"OpenVINO cannot compile {self.model}: {first_line(exc)}", hint="rerun with --debug for all it says"
+            ) from exc
         self._request = self._compiled.create_infer_request()
 
     def deactivate(self) -> None:
@@ -76,7 +78,13 @@ class OpenVinoRunner(Runner):
         return tuple(TensorMeta(self._name(port), _shape(port), "float32") for port in self._compiled.outputs)
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = self._request.infer({name: np.ascontiguousarray(value) for name, value in feed.items()})
+        try:
+            results = self._request.infer({name: np.ascontiguousarray(value) for name, value in feed.items()})
+        except RuntimeError as exc:  # OpenVINO's errors from the model or the feed are untyped RuntimeErrors
+            raise ArtifactError(
+                f"OpenVINO cannot run {self.model}: {first_line(exc)}",
+                hint="check that the file is the model its sidecar describes; rebuild it with `deploy build MODEL`",
+            ) from exc
         return {self._name(port): np.array(results[port], copy=True) for port in self._compiled.outputs}
 
     def _name(self, port: Any) -> str:
