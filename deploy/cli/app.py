@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import warnings
+from types import FrameType
 from typing import Any
 
 import typer
@@ -28,6 +30,17 @@ from deploy.cli.output import configure_logging, settings, stderr
 from deploy.errors import DeployError
 
 INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE: a bug in deploy, not in the user's input
+INTERRUPTED_EXIT = 128 + signal.SIGINT
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a job scheduler, `timeout`, `docker stop`) unwinds like Ctrl-C, so every staged file is removed."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
 
 
 class DeployGroup(TyperGroup):
@@ -49,9 +62,10 @@ class DeployGroup(TyperGroup):
         except BrokenPipeError:
             # `deploy list | head`: the reader left; nothing is wrong with deploy or the input.
             raise typer.Exit(0) from None
-        except KeyboardInterrupt:
-            stderr.print("[red]interrupted[/red]; nothing half-written was kept")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+            stderr.print(f"[red]{how}[/red]; nothing half-written was kept")
+            raise typer.Exit(exc.exit_code if isinstance(exc, Terminated) else INTERRUPTED_EXIT) from None
         except Exception as exc:
             if debug:
                 raise
@@ -109,4 +123,5 @@ app.command("report")(report_cmd.report)
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, _raise_terminated)
     app()
