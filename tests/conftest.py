@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -15,6 +16,13 @@ from deploy.samples import sample_digits, sample_photos
 
 # Weights deploy trains itself (lenet5 `digits`) go to a per-run cache, never the user's ~/.cache/deploy.
 os.environ["DEPLOY_CACHE"] = tempfile.mkdtemp(prefix="deploy-test-cache-")
+
+# The adversarial suite (tests/test_fuzz.py): a few examples per test by default, many in CI's slow step
+# (`pytest tests/test_fuzz.py --hypothesis-profile=deploy-long`). Every example runs a real command: no deadline.
+_FUZZ = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
+settings.register_profile("deploy", max_examples=12, **_FUZZ)
+settings.register_profile("deploy-long", max_examples=150, **_FUZZ)
+settings.load_profile("deploy")
 
 
 @pytest.fixture(scope="session")
