@@ -143,6 +143,10 @@ class FileDigest:
     sha256: str
     size_bytes: int
 
+    def __post_init__(self) -> None:
+        if not self.name or self.name in (".", "..") or "/" in self.name or "\\" in self.name:
+            raise ValueError(f"companions are plain file names beside the artifact, got {self.name!r}")
+
 
 @dataclass(frozen=True)
 class TargetInfo:

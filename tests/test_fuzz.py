@@ -209,7 +209,9 @@ def hostile_onnx(draw: st.DrawFn, seed: bytes) -> bytes:
     payload = model.SerializeToString()
     if edit == "flip-bytes":
         mutable = bytearray(payload)
-        for where, value in draw(st.lists(st.tuples(st.integers(0, len(payload) - 1), st.integers(0, 255)), min_size=1, max_size=6)):
+        for where, value in draw(
+            st.lists(st.tuples(st.integers(0, len(payload) - 1), st.integers(0, 255)), min_size=1, max_size=6)
+        ):
             mutable[where] = value
         payload = bytes(mutable)
     elif edit == "truncate":

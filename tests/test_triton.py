@@ -96,13 +96,13 @@ def test_feature_extractor_gets_no_labels_file(tmp_path: Path) -> None:
 
 
 def test_adding_a_build_makes_the_next_version_without_touching_earlier_ones(
-    lenet5_export: ExportResult, tmp_path: Path
+    lenet5_export: ExportResult, static_export: ExportResult, tmp_path: Path
 ) -> None:
-    config = TritonConfig(artifacts=(lenet5_export.onnx_path,), repo=tmp_path)
-    first = write_repository(config).models[0]
+    first = write_repository(TritonConfig(artifacts=(lenet5_export.onnx_path,), repo=tmp_path)).models[0]
     before = first.model_path.stat()
-    second = write_repository(config).models[0]
-    assert (first.version, second.version) == (1, 2)
+    second = write_repository(TritonConfig(artifacts=(static_export.onnx_path,), repo=tmp_path)).models[0]
+    assert (first.version, second.version) == (1, 2) and second.status == "added"
+    assert second.model_path.read_bytes() == static_export.onnx_path.read_bytes()
     after = first.model_path.stat()
     assert (before.st_mtime_ns, before.st_size) == (after.st_mtime_ns, after.st_size)
     assert sorted(p.name for p in (tmp_path / "lenet5").iterdir()) == ["1", "2", "config.pbtxt", "labels.txt"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from deploy.cli.output import print_json, stdout
@@ -13,7 +14,9 @@ from deploy.cli.output import print_json, stdout
 def triton(
     artifacts: list[str] = typer.Argument(..., help="Artifacts (.onnx/.plan/.xml with sidecars) or model names."),
     repo: Path = typer.Option(Path("model_repository"), "--repo", "-r", help="The model repository folder."),
-    name: str | None = typer.Option(None, "--name", help="Triton model name (one artifact only)."),
+    name: str | None = typer.Option(
+        None, "--name", help="Triton model name (one artifact only; letters, digits, _, . and -)."
+    ),
     instances: int = typer.Option(1, "--instances", help="Model instances per device."),
     device: str | None = typer.Option(
         None, "--device", help="Instance kind: gpu (KIND_GPU) or cpu (KIND_CPU); default: where the artifact runs."
@@ -45,12 +48,22 @@ def triton(
     if as_json:
         print_json(result)
         return
-    table = Table(title=f"Triton model repository {result.repo}")
-    for column in ("model", "version", "platform", "max_batch_size", "config"):
+    table = Table(title=f"Triton model repository {escape(str(result.repo))}")
+    for column in ("model", "version", "status", "platform", "max_batch_size", "config"):
         table.add_column(column)
     for model in result.models:
-        table.add_row(model.name, str(model.version), model.platform, str(model.max_batch_size), str(model.config_path))
+        row = (model.name, str(model.version), model.status, model.platform, str(model.max_batch_size))
+        table.add_row(*map(escape, (*row, str(model.config_path))))
     stdout.print(table)
+    for model in result.models:
+        if model.status != "added":
+            stdout.print(f"{model.name}: {_SAME[model.status].format(model.version)}", highlight=False, markup=False)
+
+
+_SAME = {
+    "reconfigured": "the artifact is version {} already; no new version, config.pbtxt or labels.txt updated",
+    "unchanged": "the artifact is version {} already and the config is the same; nothing written",
+}
 
 
 def _artifact_path(item: str, export_dir: Path) -> Path:

@@ -3,23 +3,36 @@
 We write what Triton reads — `<name>/config.pbtxt`, `<name>/<version>/model.{onnx,plan,xml+bin}` (file names and the
 platform or backend come from the artifact's target), `labels.txt` — and never a server. Every field comes from the
 sidecar, so the config and the artifact cannot disagree.
+
+A call is all or nothing: every artifact is checked and every new file is staged before the first one is moved
+into the repository, and a failure while moving puts back what was moved. Triton never sees half a model: a new
+model folder appears whole by one rename, a new version folder likewise, config.pbtxt and labels.txt by replace.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import logging
 import os
+import re
 import shutil
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from deploy.errors import ArtifactError, BadInput
-from deploy.files import Staging, ensure_writable_dir
+from deploy.errors import ArtifactError, BadInput, OutputNotWritable
+from deploy.files import ensure_writable_dir, scratch_dir, sha256_file, sweep_stale
 from deploy.sidecar import Sidecar, TensorInfo, companions, load_sidecar
 from deploy.targets import Target, target_for
 
+log = logging.getLogger(__name__)
+
 Device = Literal["gpu", "cpu"]
+# added: a new version folder; reconfigured: the artifact is the newest version already, config.pbtxt or labels.txt
+# changed (other options); unchanged: the repository already held exactly this, nothing was written.
+ModelStatus = Literal["added", "reconfigured", "unchanged"]
 _TRITON_TYPES = {
     "float32": "TYPE_FP32",
     "float16": "TYPE_FP16",
@@ -31,6 +44,12 @@ _TRITON_TYPES = {
     "bool": "TYPE_BOOL",
 }
 LABELS_FILE = "labels.txt"
+CONFIG_FILE = "config.pbtxt"
+# A model name is a folder name and a quoted string in config.pbtxt: a conservative subset of what Triton and every
+# file system accept (Triton itself refuses empty names, '/' and '..').
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+MAX_NAME_LENGTH = 128
+_VERSION = re.compile(r"0|[1-9][0-9]*")  # Triton ignores version folders with leading zeros
 
 
 @dataclass(frozen=True)
@@ -48,13 +67,14 @@ class TritonConfig:
 @dataclass(frozen=True)
 class TritonModel:
     name: str
-    version: int
+    version: int  # the version added, or the newest one when the artifact was already there
     platform: str  # Triton's platform, or its backend where the target has no platform (openvino)
     max_batch_size: int
     preferred_batch_sizes: tuple[int, ...]
     config_path: Path
     model_path: Path
     labels_path: Path | None
+    status: ModelStatus
 
 
 @dataclass(frozen=True)
@@ -63,22 +83,80 @@ class TritonResult:
     models: tuple[TritonModel, ...]
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """One artifact, checked and rendered: everything a model folder needs, before the repository is touched."""
+
+    name: str
+    artifact: Path
+    sources: tuple[Path, ...]  # the artifact, then its companions, in the order of `filenames`
+    digests: tuple[str, ...]  # their sha256 as the sidecar records them
+    filenames: tuple[str, ...]
+    platform: str
+    serving: str
+    max_batch_size: int
+    preferred: tuple[int, ...]
+    config: str
+    labels: str | None
+
+
+@dataclass(frozen=True)
+class _Change:
+    """What one plan does to the repository as it is now."""
+
+    plan: _Plan
+    folder: Path
+    new_folder: bool
+    version: int
+    new_version: bool
+    write_config: bool
+    write_labels: bool
+
+    @property
+    def model(self) -> TritonModel:
+        plan, folder = self.plan, self.folder
+        status: ModelStatus = "added" if self.new_version else "unchanged"
+        if not self.new_version and (self.write_config or self.write_labels):
+            status = "reconfigured"
+        return TritonModel(
+            name=plan.name,
+            version=self.version,
+            platform=plan.platform,
+            max_batch_size=plan.max_batch_size,
+            preferred_batch_sizes=plan.preferred,
+            config_path=folder / CONFIG_FILE,
+            model_path=folder / str(self.version) / plan.filenames[0],
+            labels_path=folder / LABELS_FILE if plan.labels is not None else None,
+            status=status,
+        )
+
+
 def write_repository(config: TritonConfig) -> TritonResult:
+    """Add each artifact as a model (or a new version of one) in `config.repo`; all of them, or none."""
     _validate(config)
-    planned = [(path, _sidecar_of(path)) for path in config.artifacts]
-    names = [config.name or _default_name(path) for path, _ in planned]
+    plans = [_plan(path, config) for path in config.artifacts]
+    names = [plan.name for plan in plans]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise BadInput(
             f"two artifacts would share the Triton model name {duplicates[0]!r}",
             hint="add them in separate calls with --name, or rename the files",
         )
-    repo = ensure_writable_dir(config.repo)
-    _check_repository(repo, config.force)
-    models = tuple(
-        _write_model(repo, name, path, sidecar, config) for name, (path, sidecar) in zip(names, planned, strict=True)
-    )
-    return TritonResult(repo, models)
+    created = not config.repo.exists()
+    try:
+        repo = ensure_writable_dir(config.repo)
+    except OutputNotWritable as exc:
+        raise OutputNotWritable(exc.message, hint="choose another folder with --repo or fix its permissions") from exc
+    try:
+        _check_repository(repo, config.force)
+        changes = [_change(repo, plan) for plan in plans]
+        _publish(repo, changes)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                repo.rmdir()  # only if still empty
+        raise
+    return TritonResult(repo, tuple(change.model for change in changes))
 
 
 def _validate(config: TritonConfig) -> None:
@@ -92,60 +170,31 @@ def _validate(config: TritonConfig) -> None:
         raise BadInput(f"--instances {config.instances} must be at least 1", hint="pass --instances 1")
     if config.max_queue_delay_us < 0:
         raise BadInput("--max-queue-delay-us must not be negative", hint="pass --max-queue-delay-us 100")
-    if config.name is not None and not _valid_name(config.name):
-        raise BadInput(f"--name {config.name!r} is not a usable model name", hint="use letters, digits, _ and -")
 
 
-def _sidecar_of(path: Path) -> Sidecar:
+def _plan(path: Path, config: TritonConfig) -> _Plan:
     if not path.is_file():
         raise BadInput(f"artifact {path} does not exist", hint="export or build it first")
     target = target_for(path)
-    sidecar = load_sidecar(path)
-    listed = len(companions(path, sidecar))
-    if listed != len(target.triton.filenames) - 1:  # refused before anything is written
+    name = config.name if config.name is not None else _default_name(path)
+    _check_name(name, path, from_option=config.name is not None)
+    try:
+        sidecar = load_sidecar(path)
+    except ValueError as exc:  # a companion name that is not a file name ('a/b', '')
         raise ArtifactError(
-            f"the sidecar of {path} lists {listed} companion files; a {target.name} model needs "
+            f"the sidecar of {path} lists a companion file that is not a plain file name ({exc})",
+            hint=f"rebuild it with `deploy build MODEL --target {target.name}`",
+        ) from exc
+    sources = (path, *companions(path, sidecar))
+    if len(sources) != len(target.triton.filenames):
+        raise ArtifactError(
+            f"the sidecar of {path} lists {len(sources) - 1} companion files; a {target.name} model needs "
             f"{len(target.triton.filenames) - 1}",
-            hint=f"rebuild it with `deploy build {sidecar.model} --target {target.name}`",
+            hint=f"rebuild it with `deploy build MODEL --target {target.name}`",
         )
-    return sidecar
-
-
-def _default_name(path: Path) -> str:
-    return path.name.removesuffix(path.suffix).replace(".", "_")
-
-
-def _valid_name(name: str) -> bool:
-    return bool(name) and all(c.isalnum() or c in "_-" for c in name)
-
-
-def _check_repository(repo: Path, force: bool) -> None:
-    """A repository holds model folders (each with a config.pbtxt) only; anything else means a wrong folder."""
-    foreign = sorted(
-        entry.name
-        for entry in repo.iterdir()
-        if not entry.name.startswith(".") and not (entry.is_dir() and (entry / "config.pbtxt").is_file())
-    )
-    if foreign and not force:
-        raise BadInput(
-            f"{repo} holds content that is not a Triton model ({', '.join(foreign[:3])}"
-            f"{', …' if len(foreign) > 3 else ''})",
-            hint="choose an empty or existing model repository with --repo, or pass --force to write there anyway",
-        )
-
-
-def _write_model(repo: Path, name: str, artifact: Path, sidecar: Sidecar, config: TritonConfig) -> TritonModel:
-    target = target_for(artifact)
-    device = _device(target, artifact, config.device)
+    _check_sidecar(path, sidecar, target, labels=config.labels)
+    device = _device(target, path, config.device)
     serving = _serving_line(target)
-    platform = target.triton.platform or target.triton.backend or target.name
-    folder = repo / name
-    existing = folder / "config.pbtxt"
-    if existing.is_file() and serving not in existing.read_text(encoding="utf-8"):
-        raise BadInput(
-            f"model {name!r} in {repo} is served by another platform than {platform}",
-            hint="pass --name to add this artifact as a separate model",
-        )
     max_batch = sidecar.batch.max if sidecar.batch.dynamic else 0
     preferred = preferred_batch_sizes(sidecar.batch.min, max_batch) if max_batch else ()
     labels = sidecar.labels if config.labels else None
@@ -162,16 +211,285 @@ def _write_model(repo: Path, name: str, artifact: Path, sidecar: Sidecar, config
         device=device,
         labels=labels is not None,
     )
-    folder.mkdir(exist_ok=True)
-    version = _next_version(folder)
-    model_path = _add_version(folder, version, artifact, sidecar, target)
-    labels_path = folder / LABELS_FILE if labels is not None else None
-    with Staging() as staging:
-        if labels is not None and labels_path is not None:
-            staging.path_for(labels_path).write_text("\n".join(labels) + "\n", encoding="utf-8")
-        staging.path_for(existing).write_text(text, encoding="utf-8")
-        staging.commit()
-    return TritonModel(name, version, platform, max_batch, preferred, existing, model_path, labels_path)
+    listed = sidecar.target.companions if sidecar.target is not None else ()
+    return _Plan(
+        name=name,
+        artifact=path,
+        sources=sources,
+        digests=(sidecar.sha256, *(c.sha256 for c in listed)),
+        filenames=target.triton.filenames,
+        platform=target.triton.platform or target.triton.backend or target.name,
+        serving=serving,
+        max_batch_size=max_batch,
+        preferred=preferred,
+        config=text,
+        labels=None if labels is None else "\n".join(labels) + "\n",
+    )
+
+
+def _default_name(path: Path) -> str:
+    return path.name.removesuffix(path.suffix).replace(".", "_")
+
+
+def _name_problem(name: str) -> str | None:
+    """Why `name` cannot be a Triton model name here, or None when it can."""
+    if not name:
+        return "it is empty"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"it is longer than {MAX_NAME_LENGTH} characters"
+    if name[0] in ".-":
+        return f"it starts with {name[0]!r}"
+    if ".." in name:
+        return "it contains '..'"
+    if _MODEL_NAME.fullmatch(name) is None:
+        bad = next(c for c in name if _MODEL_NAME.fullmatch(f"_{c}") is None)
+        return f"it contains {bad!r}"
+    return None
+
+
+def _check_name(name: str, artifact: Path, *, from_option: bool) -> None:
+    problem = _name_problem(name)
+    if problem is None:
+        return
+    allowed = "ASCII letters, digits, '_', '.' and '-', starting with a letter, digit or '_'"
+    if from_option:
+        raise BadInput(
+            f"--name {name!r} for {artifact} is not a usable Triton model name: {problem}",
+            hint=f"pass --name with {allowed}",
+        )
+    raise BadInput(
+        f"{artifact} would become Triton model {name!r} (from its file name), which is not usable: {problem}",
+        hint=f"pass --name NAME (one artifact per call) or rename the file, using {allowed}",
+    )
+
+
+def _check_sidecar(path: Path, sidecar: Sidecar, target: Target, *, labels: bool) -> None:
+    """The sidecar fields config.pbtxt and labels.txt are made of have the types they claim: a hand-edited or
+    crafted sidecar is refused here, not written into the repository."""
+
+    def refuse(what: str) -> ArtifactError:
+        return ArtifactError(
+            f"the sidecar of {path} is not usable for Triton: {what}",
+            hint=f"rebuild it with `deploy export MODEL` or `deploy build MODEL --target {target.name}`",
+        )
+
+    batch = sidecar.batch
+    if not isinstance(batch.dynamic, bool) or not all(_is_int(v) for v in (batch.min, batch.max)):
+        raise refuse(f"batch {batch} is not a flag and two whole numbers")
+    if batch.dynamic and not 1 <= batch.min <= batch.max:
+        raise refuse(f"batch range {batch.min}..{batch.max} is empty or below 1")
+    for section, tensors in (("input", sidecar.inputs), ("output", sidecar.outputs)):
+        if not tensors:
+            raise refuse(f"it lists no {section}s")
+        for tensor in tensors:
+            if not isinstance(tensor.name, str) or not tensor.name or not _utf8(tensor.name):
+                raise refuse(f"{section} name {tensor.name!r} is not a non-empty text")
+            if not isinstance(tensor.dtype, str) or not all(_is_int(d) or isinstance(d, str) for d in tensor.shape):
+                raise refuse(f"{section} {tensor.name!r} has type {tensor.dtype!r} and shape {tensor.shape!r}")
+    for label in (sidecar.labels or ()) if labels else ():
+        if not isinstance(label, str) or "\n" in label or "\r" in label or not _utf8(label):
+            raise refuse(f"label {label!r} is not one line of text (labels.txt holds one per line)")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which JSON can spell
+        return False
+    return True
+
+
+def _check_repository(repo: Path, force: bool) -> None:
+    """A repository holds model folders (each with a config.pbtxt) only; anything else means a wrong folder."""
+    foreign = sorted(
+        entry.name
+        for entry in repo.iterdir()
+        if not entry.name.startswith(".") and not (entry.is_dir() and (entry / CONFIG_FILE).is_file())
+    )
+    if foreign and not force:
+        raise BadInput(
+            f"{repo} holds content that is not a Triton model ({', '.join(foreign[:3])}"
+            f"{', …' if len(foreign) > 3 else ''})",
+            hint="choose an empty or existing model repository with --repo, or pass --force to write there anyway",
+        )
+
+
+def _change(repo: Path, plan: _Plan) -> _Change:
+    """Compare a plan with the repository (read only): a new folder, a new version, or the newest one again."""
+    folder = repo / plan.name
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise BadInput(
+            f"{folder} exists and is not a model folder",
+            hint="pass --name to add this artifact as a separate model, or remove that entry",
+        )
+    if not folder.exists():
+        return _Change(plan, folder, new_folder=True, version=1, new_version=True, write_config=True, write_labels=True)
+    config = _read(folder / CONFIG_FILE)
+    if config is not None and plan.serving.encode() not in config:
+        raise BadInput(
+            f"model {plan.name!r} in {repo} is served by another platform than {plan.platform}",
+            hint="pass --name to add this artifact as a separate model",
+        )
+    entries = [entry for entry in folder.iterdir() if _VERSION.fullmatch(entry.name)]
+    newest = max((int(e.name) for e in entries if e.is_dir() and not e.is_symlink()), default=None)
+    same = newest is not None and _holds(folder / str(newest), plan)
+    version = newest if same and newest is not None else max((int(e.name) for e in entries), default=0) + 1
+    return _Change(
+        plan,
+        folder,
+        new_folder=False,
+        version=version,
+        new_version=not same,
+        write_config=config != plan.config.encode(),
+        write_labels=plan.labels is not None and _read(folder / LABELS_FILE) != plan.labels.encode(),
+    )
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+
+
+def _holds(version_folder: Path, plan: _Plan) -> bool:
+    """Whether a version folder already holds exactly this artifact (a re-run, not a new build)."""
+    for source, filename, digest in zip(plan.sources, plan.filenames, plan.digests, strict=True):
+        held = version_folder / filename
+        if not held.is_file() or held.stat().st_size != source.stat().st_size or sha256_file(held) != digest:
+            return False
+    return True
+
+
+def _publish(repo: Path, changes: list[_Change]) -> None:
+    """Stage every new file, then move them all into place; on a failure, move back what was moved."""
+    undo: list[Callable[[], None]] = []
+    not_undone = 0
+    try:
+        assembly = _assembly_parent(repo)
+        with contextlib.ExitStack() as scratch:
+            moves = [step for change in changes for step in _stage(scratch, assembly, change)]
+            try:
+                for move in moves:
+                    undo.append(move())
+            except BaseException:
+                for step in reversed(undo):
+                    try:
+                        step()
+                    except OSError as exc:  # go on: leave the rest as it was, and say what is left
+                        not_undone += 1
+                        log.warning("could not take back a change in %s: %s", repo, exc)
+                raise
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        state = "it is left as it was" if not not_undone else f"{not_undone} change(s) could not be taken back"
+        raise OutputNotWritable(
+            f"could not write the model repository {repo}: {exc.strerror or exc}{where}; {state}",
+            hint="check the free space and permissions of the folder given with --repo, then run deploy triton again",
+        ) from exc
+
+
+Move = Callable[[], Callable[[], None]]  # publishes one staged entry, returns how to take it back
+
+
+def _stage(scratch: contextlib.ExitStack, assembly: Path, change: _Change) -> list[Move]:
+    """Write what `change` adds into a hidden work folder; return the renames that publish it.
+
+    A new model folder is assembled beside the repository when that is the same file system (Triton lists every
+    subfolder of the repository as a model, hidden ones too, and reports a half-made one as a failed load); a new
+    version folder inside the model folder, where Triton skips names that are not version numbers."""
+    plan = change.plan
+    if change.new_folder:
+        work = scratch.enter_context(scratch_dir(assembly, "triton-model"))
+        model = work / plan.name
+        model.mkdir()
+        _write_model_files(model, change)
+        return [_rename(model, change.folder)]
+    sweep_stale(change.folder)  # what a killed run left here: outside the repository's own sweep
+    if not (change.new_version or change.write_config or change.write_labels):
+        return []  # not even a work folder: Triton (poll mode) reloads a model whose folder changes
+    work = scratch.enter_context(scratch_dir(change.folder, "triton-version"))
+    moves: list[Move] = []
+    if change.new_version:
+        version = work / str(change.version)
+        version.mkdir()
+        _copy_version(plan, version)
+        moves.append(_rename(version, change.folder / str(change.version)))
+    # labels before the config that names them
+    if change.write_labels and plan.labels is not None:
+        moves.append(_replace(work, change.folder / LABELS_FILE, plan.labels))
+    if change.write_config:
+        moves.append(_replace(work, change.folder / CONFIG_FILE, plan.config))
+    return moves
+
+
+def _write_model_files(model: Path, change: _Change) -> None:
+    plan = change.plan
+    version = model / str(change.version)
+    version.mkdir()
+    _copy_version(plan, version)
+    if plan.labels is not None:
+        (model / LABELS_FILE).write_text(plan.labels, encoding="utf-8")
+    (model / CONFIG_FILE).write_text(plan.config, encoding="utf-8")
+
+
+def _copy_version(plan: _Plan, version: Path) -> None:
+    """The artifact and its companions under Triton's file names, hashed as they are copied: what lands in the
+    repository is what the sidecar describes, even if a source changed after it was checked."""
+    for source, filename, expected in zip(plan.sources, plan.filenames, plan.digests, strict=True):
+        digest = hashlib.sha256()
+        with source.open("rb") as reader, (version / filename).open("xb") as writer:
+            while block := reader.read(1 << 20):
+                digest.update(block)
+                writer.write(block)
+        if digest.hexdigest() != expected:
+            raise ArtifactError(
+                f"{source} changed while it was copied into the repository (sha256 no longer matches its sidecar)",
+                hint="run deploy triton again once nothing is writing it",
+            )
+
+
+def _assembly_parent(repo: Path) -> Path:
+    """Beside the repository if a rename can move a folder from there into it, else the repository itself."""
+    parent = repo.resolve().parent
+    try:
+        usable = parent.stat().st_dev == repo.stat().st_dev and os.access(parent, os.W_OK | os.X_OK)
+    except OSError:
+        usable = False
+    if not usable:
+        return repo
+    sweep_stale(parent)
+    return parent
+
+
+def _rename(staged: Path, final: Path) -> Move:
+    def move() -> Callable[[], None]:
+        if final.exists():  # made by someone else since we looked; never merged into
+            raise FileExistsError(17, "appeared while this call was writing", str(final))
+        os.rename(staged, final)
+        return lambda: os.rename(final, staged)
+
+    return move
+
+
+def _replace(work: Path, final: Path, text: str) -> Move:
+    staged = work / final.name
+    staged.write_text(text, encoding="utf-8")
+    backup = work / f"{final.name}.before"
+    if final.exists():
+        shutil.copy2(final, backup)
+
+    def move() -> Callable[[], None]:
+        os.replace(staged, final)
+        if backup.exists():
+            return lambda: os.replace(backup, final)
+        return lambda: final.unlink(missing_ok=True)
+
+    return move
 
 
 def _device(target: Target, artifact: Path, requested: Device | None) -> Device:
@@ -188,29 +506,8 @@ def _device(target: Target, artifact: Path, requested: Device | None) -> Device:
 
 def _serving_line(target: Target) -> str:
     if target.triton.platform is not None:
-        return f'platform: "{target.triton.platform}"'
-    return f'backend: "{target.triton.backend}"'
-
-
-def _next_version(folder: Path) -> int:
-    versions = [int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()]
-    return max(versions, default=0) + 1
-
-
-def _add_version(folder: Path, version: int, artifact: Path, sidecar: Sidecar, target: Target) -> Path:
-    """Copy the artifact (and its companions: an IR's .bin) into `<version>/` under Triton's file names, via a
-    hidden folder renamed whole: Triton never sees half a version."""
-    staging = Path(tempfile.mkdtemp(prefix=".version-", dir=folder))
-    files = (artifact, *companions(artifact, sidecar))
-    try:
-        for source, filename in zip(files, target.triton.filenames, strict=True):
-            shutil.copyfile(source, staging / filename)
-        os.chmod(staging, 0o755)
-        os.rename(staging, folder / str(version))
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return folder / str(version) / target.triton.filenames[0]
+        return f"platform: {pbtxt_string(target.triton.platform)}"
+    return f"backend: {pbtxt_string(target.triton.backend or target.name)}"
 
 
 def preferred_batch_sizes(minimum: int, maximum: int) -> tuple[int, ...]:
@@ -219,6 +516,20 @@ def preferred_batch_sizes(minimum: int, maximum: int) -> tuple[int, ...]:
     if maximum not in sizes:
         sizes.append(maximum)
     return tuple(sizes)
+
+
+def pbtxt_string(text: str) -> str:
+    """`text` as a protobuf text-format string literal: UTF-8, with quotes, backslashes and every byte outside
+    printable ASCII escaped (three-digit octal), so a name from a sidecar or an ONNX file cannot end it early."""
+    escaped = []
+    for byte in text.encode("utf-8"):
+        if byte in b'"\\':
+            escaped.append("\\" + chr(byte))
+        elif 0x20 <= byte < 0x7F:
+            escaped.append(chr(byte))
+        else:
+            escaped.append(f"\\{byte:03o}")
+    return '"' + "".join(escaped) + '"'
 
 
 def config_text(
@@ -236,7 +547,7 @@ def config_text(
     labels: bool,
 ) -> str:
     """config.pbtxt in protobuf text format (Triton's ModelConfig message)."""
-    lines = [f'name: "{name}"', serving, f"max_batch_size: {max_batch_size}"]
+    lines = [f"name: {pbtxt_string(name)}", serving, f"max_batch_size: {max_batch_size}"]
     lines += _tensors("input", inputs, dynamic, label=False)
     lines += _tensors("output", outputs, dynamic, label=labels)
     if max_batch_size > 0:
@@ -254,22 +565,28 @@ def config_text(
 def _tensors(section: str, tensors: tuple[TensorInfo, ...], dynamic: bool, *, label: bool) -> list[str]:
     lines = [f"{section} ["]
     for index, tensor in enumerate(tensors):
-        dims = tensor.shape[1:] if dynamic else tensor.shape
-        if any(not isinstance(d, int) for d in dims):
+        shape = tensor.shape[1:] if dynamic else tensor.shape
+        dims = [d for d in shape if isinstance(d, int) and not isinstance(d, bool)]
+        if len(dims) != len(shape):
             raise BadInput(
-                f"{section} {tensor.name} has symbolic dimensions {tensor.shape} beyond the batch",
+                f"{section} {tensor.name!r} has symbolic dimensions {tensor.shape} beyond the batch",
                 hint="export with fixed image sizes (the default)",
             )
+        if any(d < 1 and d != -1 for d in dims):
+            raise BadInput(
+                f"{section} {tensor.name!r} has dimensions {tensor.shape}; Triton needs sizes of at least 1 or -1",
+                hint="re-export it with `deploy export MODEL`",
+            )
         if tensor.dtype not in _TRITON_TYPES:
-            raise BadInput(f"{section} {tensor.name} has data type {tensor.dtype}, which Triton cannot serve")
+            raise BadInput(f"{section} {tensor.name!r} has data type {tensor.dtype}, which Triton cannot serve")
         lines += [
             "  {",
-            f'    name: "{tensor.name}"',
+            f"    name: {pbtxt_string(tensor.name)}",
             f"    data_type: {_TRITON_TYPES[tensor.dtype]}",
             f"    dims: [ {', '.join(str(d) for d in dims)} ]",
         ]
         if label and index == 0:
-            lines.append(f'    label_filename: "{LABELS_FILE}"')
+            lines.append(f"    label_filename: {pbtxt_string(LABELS_FILE)}")
         lines.append("  }," if index < len(tensors) - 1 else "  }")
     lines.append("]")
     return lines
