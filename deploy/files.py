@@ -76,8 +76,9 @@ def _running(pid: int) -> bool:
     return True
 
 
-def ensure_writable_dir(folder: Path) -> Path:
-    """Create `folder` if needed and prove we can write there, before any expensive work starts."""
+def ensure_writable_dir(folder: Path, *, option: str = "--out-dir") -> Path:
+    """Create `folder` if needed and prove we can write there, before any expensive work starts; `option` is the
+    one that chose it, for the hint."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=scratch_prefix("probe")):
@@ -85,7 +86,7 @@ def ensure_writable_dir(folder: Path) -> Path:
     except OSError as exc:
         raise OutputNotWritable(
             f"cannot write to output folder {folder}: {exc.strerror or exc}",
-            hint="choose another folder with --out-dir or fix its permissions",
+            hint=f"choose another folder with {option} or fix its permissions",
         ) from exc
     sweep_stale(folder)
     return folder

@@ -143,10 +143,7 @@ def write_repository(config: TritonConfig) -> TritonResult:
             hint="add them in separate calls with --name, or rename the files",
         )
     created = not config.repo.exists()
-    try:
-        repo = ensure_writable_dir(config.repo)
-    except OutputNotWritable as exc:
-        raise OutputNotWritable(exc.message, hint="choose another folder with --repo or fix its permissions") from exc
+    repo = ensure_writable_dir(config.repo, option="--repo")
     try:
         _check_repository(repo, config.force)
         changes = [_change(repo, plan) for plan in plans]
