@@ -17,7 +17,7 @@ from typing import ClassVar
 from deploy.errors import BadInput, MissingDependency, ParityError
 from deploy.files import Staging, ensure_writable_dir, scratch_dir, sha256_file
 from deploy.harness.verify import ArtifactVerdict, Judge, ParityCheck, verdict_record
-from deploy.precision.calibration import CalibrationConfig, CalibrationSet, calibration_set
+from deploy.precision.calibration import CalibrationConfig, CalibrationSet, calibration_set, check_calibration
 from deploy.precision.int8 import HighPrecision
 from deploy.precision.typed import RecipeConfig, make_typed_onnx
 from deploy.sidecar import (
@@ -150,6 +150,8 @@ def _check(config: BuildConfig) -> tuple[Target, ...]:
                     "entropy and max)",
                     hint="build --target onnxruntime or openvino, or choose --calib-method entropy or max",
                 )
+    if {"fp16", "int8"} & set(config.precisions):  # before a model is exported or a folder created
+        check_calibration(config.calibration)
     return targets
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from deploy.errors import BadInput
+from deploy.precision.cache import is_cache_file
 from deploy.preprocessing import Preprocessing, image_files, load_image, preprocess_batch
 from deploy.samples import DEMO_CALIBRATION_PHOTOS, SampleSet, digits_split, sample_photos
 
@@ -68,18 +69,66 @@ class Int8Source:
     recalibrate: bool
 
 
-def calibration_set(prep: Preprocessing, sample_set: SampleSet, config: CalibrationConfig) -> CalibrationSet:
+def check_calibration(config: CalibrationConfig) -> None:
+    """Refuse a calibration folder that cannot work, before anything is exported, calibrated or written.
+
+    A named folder (--calib-dir) must be a folder holding at least one readable image; the default folder may be
+    missing (the demo set steps in) but not a file, since it also holds the calibration caches.
+    """
     if config.count < 1:
         raise BadInput(f"--calib-count {config.count} must be at least 1", hint="pass --calib-count 500")
     folder = config.directory
-    if config.explicit and not folder.is_dir():
+    if config.explicit:
+        if not folder.exists():
+            raise BadInput(
+                f"calibration folder {folder} does not exist",
+                hint="pass --calib-dir with an existing folder of representative images",
+            )
+        if not folder.is_dir():
+            raise BadInput(
+                f"calibration path {folder} is a file, not a folder",
+                hint="pass --calib-dir with the folder that holds the images",
+            )
+        if not _has_image(folder):
+            raise BadInput(
+                f"calibration folder {folder} holds no readable images",
+                hint="add representative images (any format Pillow reads), or omit --calib-dir for the demo set",
+            )
+    elif folder.exists() and not folder.is_dir():
         raise BadInput(
-            f"calibration folder {folder} does not exist or is not a folder",
-            hint="pass --calib-dir with a folder of representative images",
+            f"the default calibration folder {folder} is a file, not a folder (it holds the images and the caches)",
+            hint=f"move the file {folder} away, or pass --calib-dir with a folder of representative images",
         )
+
+
+def _has_image(folder: Path) -> bool:
+    """Whether any file below `folder` is a readable image; stops at the first (image_files verifies them all)."""
+    try:
+        for path in folder.rglob("*"):
+            if path.is_file() and not path.name.startswith(".") and _readable_image(path):
+                return True
+    except OSError as exc:
+        raise BadInput(f"calibration folder {folder} cannot be read ({exc})", hint="check its permissions") from exc
+    return False
+
+
+def _readable_image(path: Path) -> bool:
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except Exception:  # Pillow raises many types for non-images and damaged files alike
+        return False
+    return True
+
+
+def calibration_set(prep: Preprocessing, sample_set: SampleSet, config: CalibrationConfig) -> CalibrationSet:
+    check_calibration(config)
+    folder = config.directory
     files, skipped = image_files(folder) if folder.is_dir() else ([], 0)
+    if skipped:  # the caches this folder holds (written at its top level) are not stray files
+        skipped -= sum(1 for path in folder.glob("*.int8-*") if is_cache_file(path))
     if not files:
-        if config.explicit:
+        if config.explicit:  # the folder changed since check_calibration
             raise BadInput(
                 f"calibration folder {folder} holds no readable images ({skipped} other files)",
                 hint="add representative images (any format Pillow reads), or omit --calib-dir for the demo set",

@@ -5,7 +5,7 @@ model from deploy.precision.int8 (signed activations, symmetric) stays the accur
 slowly on those kernels. Weights are quantized to [-64, 64] (`reduce_range`), which makes the kernels exact on every
 x86 CPU, VNNI or not (deploy.targets.onnxruntime.u8s8), so an artifact built on one machine is right on any other.
 Activation ranges come from our own calibration pass (entropy thresholds from deploy.precision.entropy), are
-cached per (source ONNX, calibration set, method) as JSON, then handed to `quantize_static` as
+cached per (source ONNX, calibration set, method, onnxruntime version) as JSON, then handed to `quantize_static` as
 TensorQuantOverrides.
 """
 
@@ -15,6 +15,8 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
+import re
 import subprocess
 import sys
 import tempfile
@@ -26,8 +28,8 @@ import numpy as np
 import onnx
 
 from deploy.errors import ExportFailed
-from deploy.files import Staging
-from deploy.precision.cache import CacheKey
+from deploy.files import Staging, sweep_stale
+from deploy.precision.cache import CacheKey, onnxruntime_version, tensor_names
 from deploy.precision.calibration import Int8Source
 from deploy.precision.typing_info import quantized_nodes
 
@@ -38,7 +40,7 @@ HISTOGRAM_BINS = 2048  # per sign, as TensorRT's entropy calibrator
 PERCENTILE = 99.999
 CALIBRATION_BATCH = 8
 BATCHES_PER_PASS = 4  # histograms merge pass by pass: memory stays bounded for 500 images of VGG16
-CACHE_SCHEMA = "deploy.cpu-int8-ranges/2"
+CACHE_SCHEMA = "deploy.cpu-int8-ranges/3"  # /3: the key is stored in the file and checked
 # Part of the cache key: ranges computed by an earlier algorithm (ORT's entropy thresholds, 1024 bins per sign)
 # are never reused.
 RANGE_ALGORITHM = "ranges-3"
@@ -48,7 +50,13 @@ WEIGHT_BITS = 7  # reduce_range: |w| <= 64 keeps every int16 pair sum of the U8S
 # removes 59 and measured 1.28x faster in OpenVINO and 1.09x in ONNX Runtime (batch 1, 2 threads, AMD EPYC Zen 3,
 # interleaved); googlenet's inception Concats measured the same either way; models with neither op are unchanged.
 UNQUANTIZED_OPS = frozenset({"Concat", "BatchNormalization"})
-STALE_CACHE_EXIT = 3  # the worker's answer when cached ranges belong to another pre-processed graph
+# The worker's answers when cached ranges do not fit the graph it pre-processed.
+STALE_CACHE_EXIT = 3
+MISFIT_CACHE_EXIT = 4
+CACHE_MISFITS = {
+    STALE_CACHE_EXIT: "was calibrated on another ONNX Runtime graph of this model (a different onnxruntime version?)",
+    MISFIT_CACHE_EXIT: "holds ranges that do not match this model's quantized tensors",
+}
 
 
 @dataclass(frozen=True)
@@ -75,13 +83,18 @@ def cpu_cache_path(directory: Path, model: str, key: CacheKey) -> Path:
 
 
 def quantize_cpu_int8(job: Int8Source, *, method: CpuMethod) -> CpuInt8Result:
-    key = CacheKey(job.onnx_sha256, f"{job.calibration.digest}:{RANGE_ALGORITHM}", f"cpu-{method}")
+    key = CacheKey(
+        job.onnx_sha256,
+        f"{job.calibration.digest}:{RANGE_ALGORITHM}",
+        f"cpu-{method}",
+        f"onnxruntime {onnxruntime_version()}",
+    )
     cache = cpu_cache_path(job.cache_dir, job.model_name, key)
     warnings: list[str] = []
     cached: RangeCache | None = None
     if cache.is_file() and not job.recalibrate:
         try:
-            cached = _read_cache(cache)
+            cached = _read_cache(cache, key)
         except ValueError as exc:
             warnings.append(f"{cache} is not a readable range cache ({exc}); recalibrating and replacing it")
     batch = job.static_batch or CALIBRATION_BATCH
@@ -97,11 +110,12 @@ def quantize_cpu_int8(job: Int8Source, *, method: CpuMethod) -> CpuInt8Result:
             layout = np.random.default_rng(0).standard_normal((1, batch, *job.input_chw)).astype(np.float32)
             np.save(scratch / "calibration.npy", layout)
             (scratch / "ranges.json").write_text(json.dumps(cached.ranges), encoding="utf-8")
-            if not _run_isolated(dataclasses.replace(work, graph_sha256=cached.graph_sha256)):
-                warnings.append(
-                    f"{cache} was calibrated on another ONNX Runtime graph of this model (a different onnxruntime "
-                    "version?); recalibrating and replacing it"
-                )
+            try:
+                misfit = _run_isolated(dataclasses.replace(work, graph_sha256=cached.graph_sha256))
+            except ExportFailed as exc:  # a real quantizer failure recurs below, with the calibration data
+                misfit = f"could not be applied ({exc.message})"
+            if misfit is not None:
+                warnings.append(f"{cache} {misfit}; recalibrating and replacing it")
                 cached = None
         if cached is None:
             batches = _batched(job.calibration.arrays(), batch)
@@ -110,7 +124,12 @@ def quantize_cpu_int8(job: Int8Source, *, method: CpuMethod) -> CpuInt8Result:
             _run_isolated(dataclasses.replace(work, calibrate=True))
             ranges = _parse_ranges(json.loads((scratch / "ranges.json").read_text(encoding="utf-8")))
             graph = (scratch / "graph.sha256").read_text(encoding="ascii").strip()
-            _write_cache(cache, RangeCache(ranges, graph), method, job.calibration.digest)
+            try:
+                _write_cache(cache, RangeCache(ranges, graph), key, job.calibration.digest)
+            except OSError as exc:  # the cache only saves time: a folder we cannot write costs the next build a pass
+                warnings.append(
+                    f"could not write the range cache {cache} ({exc.strerror or exc}); the next build calibrates again"
+                )
         else:
             ranges = cached.ranges
         model = onnx.load(scratch / "quantized.onnx")
@@ -145,21 +164,21 @@ class Work:
     graph_sha256: str | None = None  # with cached ranges: the pre-processed graph they were measured on
 
 
-def _run_isolated(job: Work) -> bool:
+def _run_isolated(job: Work) -> str | None:
     """Run ONNX Runtime's quantization in a fresh interpreter.
 
     ModelOpt monkey-patches onnxruntime.quantization for the rest of the process the first time it quantizes
     (create_calibrator, the histogram collectors, QDQQuantizer), so in a process that has built the TensorRT INT8
     artifact, ORT's own calibration would silently run ModelOpt's variants. A subprocess keeps this recipe the same
-    whatever ran before it.
+    whatever ran before it. Returns why cached ranges do not fit (the worker's own exit codes), None when done.
     """
     spec = Path(job.scratch) / "job.json"
     spec.write_text(json.dumps(dataclasses.asdict(job)), encoding="utf-8")
     done = subprocess.run(
         [sys.executable, "-m", "deploy.precision.cpu_int8", str(spec)], capture_output=True, text=True, check=False
     )
-    if done.returncode == STALE_CACHE_EXIT:
-        return False
+    if done.returncode in CACHE_MISFITS:
+        return CACHE_MISFITS[done.returncode]
     if done.returncode != 0:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
         log.debug("CPU INT8 worker stderr:\n%s", done.stderr)
@@ -167,7 +186,7 @@ def _run_isolated(job: Work) -> bool:
             f"ONNX Runtime INT8 quantization of {job.source} failed: {lines[-1] if lines else done.returncode}",
             hint="rerun with --debug to see the quantizer's output",
         )
-    return True
+    return None
 
 
 def _work(job: Work) -> None:
@@ -187,6 +206,8 @@ def _work(job: Work) -> None:
         (scratch / "ranges.json").write_text(json.dumps(ranges), encoding="utf-8")
     else:
         ranges = _parse_ranges(json.loads((scratch / "ranges.json").read_text(encoding="utf-8")))
+        if not set(ranges) <= tensor_names(onnx.load(prepared)):  # ORT rejects overrides of unknown tensors
+            sys.exit(MISFIT_CACHE_EXIT)
     overrides = {name: [{"rmin": np.float32(low), "rmax": np.float32(high)}] for name, (low, high) in ranges.items()}
     from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
@@ -204,6 +225,21 @@ def _work(job: Work) -> None:
         # quantize_static's own default (both registries), less what stays float
         op_types_to_quantize=sorted((set(QLinearOpsRegistry) | set(QDQRegistry)) - UNQUANTIZED_OPS),
     )
+    if not job.calibrate and not _ranges_cover(onnx.load(scratch / "quantized.onnx"), ranges):
+        sys.exit(MISFIT_CACHE_EXIT)
+
+
+def _ranges_cover(quantized: onnx.ModelProto, ranges: dict[str, Any]) -> bool:
+    """Whether every activation quantize_static quantized got a cached range (it would take a missing one from the
+    layout batch of random numbers)."""
+    initializers = {init.name for init in quantized.graph.initializer}
+    # ORT (1.24) quantizes a graph output through a renamed copy, `<output>_QuantizeLinear_Input`.
+    activations = {
+        node.input[0].removesuffix("_QuantizeLinear_Input")
+        for node in quantized.graph.node
+        if node.op_type == "QuantizeLinear" and node.input[0] not in initializers
+    }
+    return activations <= set(ranges)
 
 
 def _calibrate(
@@ -264,25 +300,52 @@ def _parse_ranges(raw: dict[str, Any]) -> dict[str, tuple[float, float]]:
     return {name: (float(low), float(high)) for name, (low, high) in raw.items()}
 
 
-def _read_cache(path: Path) -> RangeCache:
-    """The cached activation ranges; ValueError when the file cannot be used."""
+def _checked_ranges(raw: object) -> dict[str, tuple[float, float]]:
+    """Tensor name → (low, high), checked strictly: a non-empty mapping of names to two finite numbers, low <= high."""
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError("no ranges")
+    ranges = {}
+    for name, pair in raw.items():
+        if not (isinstance(name, str) and name and isinstance(pair, list | tuple) and len(pair) == 2):
+            raise ValueError(f"range {name!r} is not a name with [low, high]")
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in pair):
+            raise ValueError(f"range {name!r} holds {pair!r}, not two finite numbers")
+        low, high = float(pair[0]), float(pair[1])
+        if not low <= high:
+            raise ValueError(f"range {name!r} has low {low} above high {high}")
+        ranges[name] = (low, high)
+    return ranges
+
+
+def _read_cache(path: Path, key: CacheKey) -> RangeCache:
+    """The cached activation ranges; ValueError when the file cannot be used (unreadable, malformed, another key)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("schema") != CACHE_SCHEMA:
-            raise ValueError(f"schema {data.get('schema')!r}")
-        cache = RangeCache(_parse_ranges(data["ranges"]), str(data["graph_sha256"]))
-    except (OSError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(str(exc)) from exc
-    if not cache.ranges or any(not low <= high for low, high in cache.ranges.values()):
-        raise ValueError("no usable ranges")
-    return cache
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    if data.get("schema") != CACHE_SCHEMA:
+        raise ValueError(f"schema {data.get('schema')!r}, expected {CACHE_SCHEMA!r}")
+    if data.get("key") != key.digest:
+        raise ValueError(
+            f"written for another model, data set, method or onnxruntime (key {data.get('key')!r}, expected "
+            f"{key.digest!r})"
+        )
+    graph = data.get("graph_sha256")
+    if not (isinstance(graph, str) and re.fullmatch(r"[0-9a-f]{64}", graph)):
+        raise ValueError(f"graph_sha256 {graph!r} is not a sha256")
+    return RangeCache(_checked_ranges(data.get("ranges")), graph)
 
 
-def _write_cache(path: Path, cache: RangeCache, method: str, digest: str) -> None:
+def _write_cache(path: Path, cache: RangeCache, key: CacheKey, digest: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(path.parent)  # staged caches of a killed build (nothing else sweeps the calibration folder)
     payload = {
         "schema": CACHE_SCHEMA,
-        "method": method,
+        "key": key.digest,
+        "method": key.method.removeprefix("cpu-"),
+        "quantizer": key.quantizer,
         "calibration_digest": digest,
         "graph_sha256": cache.graph_sha256,
         "ranges": cache.ranges,

@@ -12,7 +12,7 @@ import onnx
 
 from deploy.errors import ExportFailed, first_line
 from deploy.lazy import require
-from deploy.precision.modelopt_run import quiet
+from deploy.precision.modelopt_run import private_copy, quiet
 from deploy.precision.typing_info import high_precision_compute_nodes
 
 
@@ -26,13 +26,14 @@ def convert_fp16(source: Path, *, input_name: str, reference_inputs: np.ndarray)
     """AutoCast `source` to FP16, judging overflow from a reference run on real (calibration) images."""
     autocast = require("modelopt.onnx.autocast", purpose="FP16 conversion (ModelOpt AutoCast)")
     with tempfile.TemporaryDirectory(prefix="deploy-autocast-") as scratch:
+        private = private_copy(source, Path(scratch))  # AutoCast does not write to its input today; PTQ does
         data_path = Path(scratch) / "reference.npz"
         arrays: dict[str, Any] = {input_name: reference_inputs}
         np.savez(data_path, **arrays)
         try:
             with quiet("ModelOpt AutoCast"):
                 model = autocast.convert_to_mixed_precision(
-                    onnx_path=str(source),
+                    onnx_path=str(private),
                     low_precision_type="fp16",
                     keep_io_types=True,
                     calibration_data=str(data_path),

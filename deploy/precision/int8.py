@@ -2,13 +2,13 @@
 
 Symmetric (zero points 0), per-channel weight scales, per-tensor activation scales; the layers left unquantized run
 in `high_precision` (FP16 for TensorRT by default). Activation scales are cached (deploy.precision.cache) so a
-rebuild with the same model, data and method skips the calibration pass over the data set.
+rebuild with the same model, data, method and ModelOpt skips the calibration pass over the data set.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +19,18 @@ import onnx
 
 from deploy.errors import ExportFailed, first_line
 from deploy.lazy import require
-from deploy.precision.cache import CacheKey, CorruptCache, activation_scales, cache_path, read_scales, write_scales
+from deploy.precision.cache import (
+    CacheKey,
+    CorruptCache,
+    activation_scales,
+    cache_path,
+    onnxruntime_version,
+    read_scales,
+    tensor_names,
+    write_scales,
+)
 from deploy.precision.calibration import Int8Source
-from deploy.precision.modelopt_run import quiet
+from deploy.precision.modelopt_run import modelopt_version, private_copy, quiet
 from deploy.precision.typing_info import quantized_nodes, unquantized_compute_nodes
 
 log = logging.getLogger(__name__)
@@ -44,55 +53,96 @@ class Int8Result:
 
 
 def quantize_int8(job: Int8Source, *, method: CalibrationMethod, high_precision: HighPrecision) -> Int8Result:
-    key = CacheKey(job.onnx_sha256, job.calibration.digest, method)
+    quantizer = f"modelopt {modelopt_version()}, onnxruntime {onnxruntime_version()}"
+    key = CacheKey(job.onnx_sha256, job.calibration.digest, method, quantizer)
     path = cache_path(job.cache_dir, job.model_name, key)
     warnings: list[str] = []
-    cached = None
+    model = None
     if path.is_file() and not job.recalibrate:
         try:
-            cached = read_scales(path)
+            cached = read_scales(path, key)
         except CorruptCache as exc:
             warnings.append(f"{exc}; recalibrating and replacing it")
-
-    # The same calibration shapes on both paths: ModelOpt's layer exclusions (e.g. GEMV at batch 1) depend on them.
-    batch = job.static_batch or CALIBRATION_BATCH
-    if cached is None:
-        data = job.calibration.arrays()
-        if len(data) < batch:
-            data = np.concatenate([data] * -(-batch // len(data)))
-    else:
-        # ONNX Runtime's quantizer needs one pass to lay out the graph; the scales then come from the cache.
-        data = np.random.default_rng(0).standard_normal((batch, *job.input_chw)).astype(np.float32)
-    usable = len(data) - len(data) % batch
-    model = _run_modelopt(
-        job.onnx,
-        data=data[:usable],
-        shapes=f"{job.input_name}:{'x'.join(map(str, (batch, *job.input_chw)))}",
-        input_name=job.input_name,
-        method=method,
-        high_precision=high_precision,
-        cache_file=path if cached is not None else None,
-    )
-    scales = activation_scales(model)
-    if not scales:
-        raise ExportFailed(
-            f"ModelOpt inserted no activation Q/DQ into {job.onnx}",
-            hint="the model may have no quantizable Conv/Gemm/MatMul layers; build --fp16 instead",
-        )
-    if cached is None:
-        write_scales(path, scales, method)
+        else:
+            # ONNX Runtime's quantizer needs one pass to lay out the graph; the scales then come from the cache.
+            try:
+                model = _quantize(job, method, high_precision, cache_file=path)
+                misfit = _misfit(model, cached)
+            except ExportFailed as exc:  # a real ModelOpt failure recurs below, with the calibration data
+                misfit = f"ModelOpt could not use it: {exc.message}"
+            if misfit:
+                warnings.append(
+                    f"calibration cache {path} does not fit {job.onnx} ({misfit}); recalibrating and replacing it"
+                )
+                model = None
+    reused = model is not None
+    if model is None:
+        model = _quantize(job, method, high_precision, cache_file=None)
+        scales = activation_scales(model)
+        if not scales:
+            raise ExportFailed(
+                f"ModelOpt inserted no activation Q/DQ into {job.onnx}",
+                hint="the model may have no quantizable Conv/Gemm/MatMul layers; build --fp16 instead",
+            )
+        try:
+            write_scales(path, scales, key)
+        except OSError as exc:  # the cache only saves time: a folder we cannot write costs the next build a pass
+            warnings.append(
+                f"could not write the calibration cache {path} ({exc.strerror or exc}); the next build calibrates again"
+            )
 
     qdq = sum(1 for node in model.graph.node if node.op_type == "QuantizeLinear")
     return Int8Result(
         model=model,
         cache_path=path,
         cache_key=key.digest,
-        reused_cache=cached is not None,
+        reused_cache=reused,
         qdq_pairs=qdq,
         quantized_nodes=quantized_nodes(model),
         high_precision_nodes=unquantized_compute_nodes(model),
         warnings=tuple(warnings),
     )
+
+
+def _quantize(
+    job: Int8Source, method: CalibrationMethod, high_precision: HighPrecision, *, cache_file: Path | None
+) -> onnx.ModelProto:
+    # The same calibration shapes on both paths: ModelOpt's layer exclusions (e.g. GEMV at batch 1) depend on them.
+    batch = job.static_batch or CALIBRATION_BATCH
+    if cache_file is None:
+        data = job.calibration.arrays()
+        if len(data) < batch:
+            data = np.concatenate([data] * -(-batch // len(data)))
+    else:  # the layout pass: no calibration image is decoded
+        data = np.random.default_rng(0).standard_normal((batch, *job.input_chw)).astype(np.float32)
+    usable = len(data) - len(data) % batch
+    return _run_modelopt(
+        job.onnx,
+        data=data[:usable],
+        shapes=f"{job.input_name}:{'x'.join(map(str, (batch, *job.input_chw)))}",
+        input_name=job.input_name,
+        method=method,
+        high_precision=high_precision,
+        cache_file=cache_file,
+    )
+
+
+def _misfit(model: onnx.ModelProto, cached: dict[str, float]) -> str | None:
+    """Why the cached scales are not exactly what ModelOpt applied to `model`, or None when they are.
+
+    ModelOpt quietly quantizes only the nodes whose inputs the cache names, and takes any other activation's scale
+    from the layout pass's random batch; so a cache from another graph shows up here, not as an error.
+    """
+    foreign = sorted(set(cached) - tensor_names(model))
+    if foreign:
+        return f"{len(foreign)} of its {len(cached)} tensors are not in the graph, e.g. {foreign[0]!r}"
+    applied = activation_scales(model)
+    if set(applied) != set(cached):
+        return f"it holds scales for {len(cached)} activations, ModelOpt quantized {len(applied)} with it"
+    changed = [name for name, scale in applied.items() if not math.isclose(scale, cached[name], rel_tol=1e-3)]
+    if changed:  # 1e-3: a scale stored in FP16 (--high-precision fp16) rounds by up to 2^-11
+        return f"{len(changed)} of its scales were not applied, e.g. {changed[0]!r}"
+    return None
 
 
 def _run_modelopt(
@@ -106,15 +156,15 @@ def _run_modelopt(
     cache_file: Path | None,
 ) -> onnx.ModelProto:
     quantization = require("modelopt.onnx.quantization", purpose="INT8 quantization (ModelOpt ONNX PTQ)")
-    # ModelOpt writes intermediate files beside its input; a private scratch folder keeps export/ clean.
+    # ModelOpt writes intermediate files beside its input, and (0.47, measured) writes the shape-inferred model back
+    # over the input itself: it gets a private copy in a scratch folder, so the user's export is never rewritten.
     with tempfile.TemporaryDirectory(prefix="deploy-int8-") as scratch:
-        linked = Path(scratch) / source.name
-        os.symlink(source.resolve(), linked)
+        private = private_copy(source, Path(scratch))
         output = Path(scratch) / "quantized.onnx"
         try:
             with quiet("ModelOpt ONNX PTQ"):
                 quantization.quantize(
-                    onnx_path=str(linked),
+                    onnx_path=str(private),
                     quantize_mode="int8",
                     calibration_data={input_name: data},
                     calibration_method=method,

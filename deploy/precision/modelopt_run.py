@@ -1,12 +1,15 @@
-"""Calling ModelOpt quietly: it logs and draws progress bars freely; we keep that for --debug only."""
+"""Calling ModelOpt quietly (it logs and draws progress bars freely; we keep that for --debug only), on a private
+copy of its input."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import logging
+import shutil
 from collections.abc import Iterator
 from importlib import metadata
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -45,3 +48,11 @@ def _bind_modelopt_logs_to(stream: io.StringIO) -> None:
     modelopt_logs.addHandler(handler)
     modelopt_logs.setLevel(logging.INFO)
     modelopt_logs.propagate = False
+
+
+def private_copy(source: Path, scratch: Path) -> Path:
+    """A copy of `source` in `scratch` for ModelOpt to read: it may write back to its input (PTQ does, measured
+    on 0.47), and a link would let that rewrite the user's export in place, non-atomically."""
+    copy = scratch / source.name
+    shutil.copyfile(source, copy)
+    return copy

@@ -174,8 +174,6 @@ def _int8(
             f"only {len(result.quantized_nodes)} of {compute} Conv/Gemm layers of {sidecar.model} got Q/DQ: "
             "this INT8 build is mostly high precision"
         )
-    for warning in warnings:
-        log.warning(warning)
     return {
         "tool": "modelopt.onnx.quantization",
         "modelopt": modelopt_version(),
