@@ -22,9 +22,10 @@ from deploy.backends.base import TensorMeta
 from deploy.backends.torch_runner import TorchRunner
 from deploy.errors import BadInput, ExportFailed, ParityError, first_line
 from deploy.files import Staging, ensure_writable_dir, sha256_file
+from deploy.harness.checks import MAX_BATCH, check_int
 from deploy.harness.compare import DEFAULT_TOLERANCES, ParityReport, Tolerance, run_parity
 from deploy.preprocessing import preprocess_batch
-from deploy.samples import samples_for
+from deploy.samples import SampleSet, sample_count, samples_for
 from deploy.sidecar import (
     BatchRange,
     Sidecar,
@@ -34,7 +35,7 @@ from deploy.sidecar import (
     package_versions,
     sidecar_path,
 )
-from deploy.simplify import Simplifier, SimplifyResult, simplify
+from deploy.simplify import SIMPLIFIERS, Simplifier, SimplifyResult, simplify
 from deploy.targets.onnxruntime.runner import OrtRunner
 from deploy.zoo import LoadedModel, get_spec, load_model
 
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 MIN_OPSET = 18  # the torch.export-based exporter emits opset 18 natively and converts upwards only
 MAX_OPSET = 23
+DEFAULT_MAX_BATCH = 32
 BATCH_DIM = "batch"
 # Simplification must not change the graph's arithmetic beyond float re-association.
 SIMPLIFY_TOLERANCE = Tolerance(atol=1e-5, rtol=1e-4, min_cosine=0.99999)
@@ -54,14 +56,26 @@ class ExportConfig:
     weights: str | None = None  # None: the model's default (pretrained for torchvision models)
     out_dir: Path = Path("export")
     opset: int = 20
-    max_batch: int = 32
+    # The batch dimension: dynamic from 1 to `max_batch` (None: DEFAULT_MAX_BATCH), or with `static`, fixed at
+    # `static_batch` (None: 1). Each applies to its own kind only: see _validate.
+    max_batch: int | None = None
     static: bool = False
-    static_batch: int = 1
+    static_batch: int | None = None
     simplifier: Simplifier = "onnxsim"
     verify: bool = True
     tolerance: Tolerance = field(default_factory=lambda: DEFAULT_TOLERANCES["fp32"])
     parity_samples: int = 8
     name: str | None = None  # file stem; defaults to the model name
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def batch_range(self) -> BatchRange:
+        if self.static:
+            batch = self.static_batch or 1
+            return BatchRange(dynamic=False, min=batch, max=batch)
+        return BatchRange(dynamic=True, min=1, max=self.max_batch or DEFAULT_MAX_BATCH)
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,7 @@ def export_model(config: ExportConfig, *, progress: Progress | None = None) -> E
     say = progress or (lambda _message: None)
     _validate(config)
     spec = get_spec(config.model)
+    _check_samples(spec.sample_set, config)
     out_dir = ensure_writable_dir(config.out_dir)
     started = time.perf_counter()
 
@@ -134,7 +149,7 @@ def export_model(config: ExportConfig, *, progress: Progress | None = None) -> E
             weights=WeightsInfo.from_dict(loaded.source.to_dict()),
             inputs=(TensorInfo(spec.input_name, input_meta[0].shape),),
             outputs=outputs,
-            batch=_batch_range(config),
+            batch=config.batch_range,
             preprocessing=loaded.source.preprocessing,
             labels=loaded.source.labels,
             labels_source=loaded.source.labels_source,
@@ -174,39 +189,65 @@ def export_model(config: ExportConfig, *, progress: Progress | None = None) -> E
 
 
 def _validate(config: ExportConfig) -> None:
+    """Every option checked before the model is loaded, each refused unless it takes effect."""
     if not MIN_OPSET <= config.opset <= MAX_OPSET:
         raise BadInput(
             f"--opset {config.opset} is not supported",
             hint=f"choose an opset from {MIN_OPSET} to {MAX_OPSET}",
         )
-    if config.max_batch < 1 or config.static_batch < 1:
-        raise BadInput("batch sizes must be at least 1", hint="pass --max-batch N (or --batch N with --static)")
-    if config.parity_samples < 1:
-        raise BadInput("parity needs at least one sample image", hint="pass --samples N with N >= 1")
+    # trtexec refuses shapes for a static model ("Static model does not take explicit shapes since the shape of
+    # inference tensors will be determined by the model itself"), and a user of both tools would read
+    # `--static --max-batch 8` either as a static batch of 8 or as a range: refused, naming the two spellings.
+    if config.static and config.max_batch is not None:
+        raise BadInput(
+            f"--max-batch {config.max_batch} sets a dynamic batch range, and --static fixes the batch",
+            hint=f"for a fixed batch of {config.max_batch} pass --static --batch {config.max_batch}; for batches "
+            f"1 to {config.max_batch} drop --static",
+        )
+    if not config.static and config.static_batch is not None:
+        raise BadInput(
+            f"--batch {config.static_batch} is the batch of a --static export, and this export is dynamic",
+            hint=f"add --static for a fixed batch of {config.static_batch}, or pass --max-batch "
+            f"{config.static_batch} for batches 1 to {config.static_batch}",
+        )
+    if config.max_batch is not None:
+        check_int("--max-batch", config.max_batch, low=1, high=MAX_BATCH, example=DEFAULT_MAX_BATCH)
+    if config.static_batch is not None:
+        check_int("--batch", config.static_batch, low=1, high=MAX_BATCH, example=8)
+    check_int("--samples", config.parity_samples, low=1, example=8)
+    if config.simplifier not in SIMPLIFIERS:
+        raise BadInput(f"--simplifier {config.simplifier!r} is unknown", hint=f"choose one of {', '.join(SIMPLIFIERS)}")
+
+
+def _check_samples(sample_set: SampleSet, config: ExportConfig) -> None:
+    """--samples beyond the sample images there are would check fewer than the output says: refused."""
+    available = sample_count(sample_set)
+    if config.parity_samples > available:
+        raise BadInput(
+            f"--samples {config.parity_samples} is more than the {available} sample images ({sample_set}) there are",
+            hint=f"pass --samples {min(8, available)} (at most {available})",
+        )
 
 
 def _batch_text(config: ExportConfig) -> str:
-    return f"static batch {config.static_batch}" if config.static else f"dynamic batch 1..{config.max_batch}"
-
-
-def _batch_range(config: ExportConfig) -> BatchRange:
-    if config.static:
-        return BatchRange(dynamic=False, min=config.static_batch, max=config.static_batch)
-    return BatchRange(dynamic=True, min=1, max=config.max_batch)
+    batch = config.batch_range
+    return f"dynamic batch 1..{batch.max}" if batch.dynamic else f"static batch {batch.max}"
 
 
 def _input_shape(config: ExportConfig, chw: tuple[int, int, int]) -> tuple[int | str, ...]:
-    return (config.static_batch if config.static else BATCH_DIM, *chw)
+    batch = config.batch_range
+    return (BATCH_DIM if batch.dynamic else batch.max, *chw)
 
 
 def _torch_export(loaded: LoadedModel, config: ExportConfig) -> onnx.ModelProto:
     spec = loaded.spec
     # An example batch of 2: torch.export specialises a dimension whose example value is 1.
-    example_batch = config.static_batch if config.static else min(2, config.max_batch)
+    batch_range = config.batch_range
+    example_batch = batch_range.max if not batch_range.dynamic else min(2, batch_range.max)
     example = torch.randn(example_batch, *spec.input_shape)
     dynamic_shapes = None
     if not config.static:
-        batch = torch.export.Dim(BATCH_DIM, min=1, max=max(config.max_batch, 2))
+        batch = torch.export.Dim(BATCH_DIM, min=1, max=max(batch_range.max, 2))
         dynamic_shapes = ({0: batch},)
     chatter = io.StringIO()
     try:
@@ -250,13 +291,13 @@ def _parity_feeds(
     images = preprocess_batch(pictures, loaded.source.preprocessing)
     name = loaded.spec.input_name
     if config.static:
-        size = config.static_batch
+        size = config.batch_range.max
         padded = np.concatenate([images] * (-(-size // len(images)))) if len(images) < size else images
         usable = len(padded) - len(padded) % size
         for start in range(0, usable, size):
             yield {name: padded[start : start + size]}
         return
     yield {name: images[:1]}
-    step = min(8, config.max_batch)
+    step = min(8, config.batch_range.max)
     for start in range(1, len(images), step):
         yield {name: images[start : start + step]}

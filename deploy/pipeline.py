@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
@@ -17,8 +17,9 @@ from deploy.backends.base import Runner
 from deploy.backends.timing import Overhead
 from deploy.build import BuildConfig, BuildResult, build
 from deploy.environment import environment
-from deploy.errors import ParityError, first_line
-from deploy.export import ExportConfig, ExportResult, export_model
+from deploy.errors import BadInput, ParityError, first_line
+from deploy.export import DEFAULT_MAX_BATCH, ExportConfig, ExportResult, export_model
+from deploy.harness.checks import check_int
 from deploy.harness.heldout import held_out_set
 from deploy.harness.interleaved import (
     InterleavedConfig,
@@ -32,6 +33,7 @@ from deploy.harness.verify import (
     ArtifactVerdict,
     VerifyConfig,
     VerifyResult,
+    check_judging,
     check_runner,
     eager_outputs,
     settle_verdict,
@@ -43,7 +45,7 @@ from deploy.precision.int8 import CalibrationMethod, HighPrecision
 from deploy.report.files import ReportFiles, write_report
 from deploy.report.model import BenchSettings, Report, ReportRow
 from deploy.sidecar import Method, Sidecar, package_versions
-from deploy.targets import TARGETS
+from deploy.targets import TARGETS, get_target
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -72,6 +74,25 @@ class PipelineConfig:
     peers: tuple[Peer, ...] = ()  # OpenVINO / torch.compile, timed and checked beside our artifacts
     overrides: dict[str, float | None] = field(default_factory=dict)  # atol / rtol / min_cosine / min_top1
 
+    def __post_init__(self) -> None:
+        """Every setting refused before the export starts (the bench settings check themselves)."""
+        check_judging(self.count, self.overrides)
+        check_int("--calib-count", self.calibration.count, low=1, example=500)
+        if self.cpu_method not in get_args(Method):
+            raise BadInput(
+                f"--cpu-calib-method {self.cpu_method!r} is unknown", hint="choose entropy, max or percentile"
+            )
+        for method in self.methods:
+            if method not in get_args(CalibrationMethod):
+                raise BadInput(f"calibration method {method!r} is not one ModelOpt offers", hint="entropy or max")
+        for name in self.targets:
+            get_target(name)
+
+    @property
+    def max_batch(self) -> int:
+        """The export's largest batch: the default range, widened to the largest batch timed so every one runs."""
+        return max((DEFAULT_MAX_BATCH, *(self.bench.batches or ())))
+
 
 @dataclass(frozen=True)
 class PipelineResult:
@@ -86,9 +107,10 @@ class PipelineResult:
 def run_pipeline(config: PipelineConfig, *, progress: Progress | None = None) -> PipelineResult:
     say = progress or (lambda _message: None)
     check_settings(config.bench)
-    exported = export_model(
-        ExportConfig(model=config.model, weights=config.weights, out_dir=config.export_dir), progress=say
+    export = ExportConfig(
+        model=config.model, weights=config.weights, out_dir=config.export_dir, max_batch=config.max_batch
     )
+    exported = export_model(export, progress=say)
     builds = [build(recipe, progress=say) for recipe in _recipes(config, exported.onnx_path)]
     artifacts = tuple(a.path for result in builds for a in result.artifacts)
     verification = verify(

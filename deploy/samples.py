@@ -18,6 +18,8 @@ DIGITS_SPLIT_SEED = 0
 # PHOTO_NAMES[:8] is the demo calibration set, PHOTO_NAMES[8:] the demo verification set: never both.
 DEMO_CALIBRATION_PHOTOS = 8
 DIGITS_TEST_FRACTION = 0.25
+DIGITS_TOTAL = 1797  # images in scikit-learn's bundled digits set (load_digits)
+DIGITS_HELD_OUT = 450  # its held-out test split: ceil(1797 * DIGITS_TEST_FRACTION), as digits_split makes it
 
 # Photos bundled inside scikit-image's wheel (no download): animals, objects, scenes, plus gray and RGBA.
 PHOTO_NAMES: tuple[str, ...] = (
@@ -91,6 +93,7 @@ def write_samples(out_dir: Path, *, photos: int = 6, digits: int = 10) -> list[P
     """Save sample photos (JPEG) and held-out digits (PNG, label in the name) for trying `deploy infer`."""
     from deploy.files import Staging, ensure_writable_dir
 
+    _check_counts(photos, digits)
     ensure_writable_dir(out_dir)
     items = [(out_dir / f"{s.name}.jpg", s.image.convert("RGB"), "JPEG") for s in sample_photos(photos)]
     for index, sample in enumerate(digits_split().test[:digits]):
@@ -100,6 +103,28 @@ def write_samples(out_dir: Path, *, photos: int = 6, digits: int = 10) -> list[P
             image.save(staging.path_for(path), format=fmt)
         staging.commit()
     return [path for path, _, _ in items]
+
+
+def _check_counts(photos: int, digits: int) -> None:
+    """Counts within what exists (a negative count would slice from the end): refused before anything is written."""
+    from deploy.errors import BadInput
+
+    for option, count, available, example in (
+        ("--photos", photos, len(PHOTO_NAMES), 6),
+        ("--digits", digits, DIGITS_HELD_OUT, 10),
+    ):
+        if not 0 <= count <= available:
+            raise BadInput(
+                f"{option} {count} is outside 0-{available} (there are {available})",
+                hint=f"pass {option} {example}, or {option} 0 for none",
+            )
+    if photos == digits == 0:
+        raise BadInput("--photos 0 and --digits 0 leave nothing to write", hint="pass --photos 6 or --digits 10")
+
+
+def sample_count(sample_set: SampleSet) -> int:
+    """How many images `samples_for(sample_set)` can give."""
+    return DIGITS_TOTAL if sample_set == "digits" else len(PHOTO_NAMES)
 
 
 def samples_for(sample_set: SampleSet, count: int | None = None) -> list[Sample]:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from deploy.backends.base import Runner, TensorMeta
 from deploy.cli import app
 from deploy.errors import BadInput
 from deploy.export import ExportResult
-from deploy.harness.interleaved import InterleavedConfig, bench, onnxruntime_overhead, run_interleaved
+from deploy.harness.interleaved import InterleavedConfig, batches_for, bench, onnxruntime_overhead, run_interleaved
+from deploy.sidecar import BatchRange
 
 
 def test_bench_times_eager_and_each_artifact_in_one_run(lenet5_export: ExportResult) -> None:
@@ -68,9 +71,20 @@ def test_rounds_alternate_runners_and_settle_iterations_are_not_timed() -> None:
     assert {feed for _, feed in log} == set(range(7))  # the whole pool rotates through every runner
 
 
-def test_batches_beyond_the_export_range_are_skipped(lenet5_export: ExportResult) -> None:
+def test_batches_beyond_the_export_range_are_refused(lenet5_export: ExportResult) -> None:
     config = InterleavedConfig(artifacts=(lenet5_export.onnx_path,), batches=(64,), duration_s=0.1, warmup_s=0.0)
-    assert bench(config).batches == ()
+    with pytest.raises(BadInput, match="dynamic batch 1-32") as refused:
+        bench(config)
+    assert refused.value.hint is not None and "--max-batch 64" in refused.value.hint
+
+
+def test_default_batches_fit_what_every_artifact_takes(lenet5_export: ExportResult) -> None:
+    static = dataclasses.replace(lenet5_export.sidecar, batch=BatchRange(dynamic=False, min=4, max=4))
+    dynamic = {Path("a.onnx"): lenet5_export.sidecar}
+    assert batches_for(dynamic, None) == (1, 8)
+    assert batches_for({Path("b.onnx"): static}, None) == (4,)  # a static export: its own batch
+    with pytest.raises(BadInput, match="no batch size fits"):
+        batches_for({**dynamic, Path("b.onnx"): dataclasses.replace(static, batch=BatchRange(False, 64, 64))}, None)
 
 
 def test_runner_overhead_is_measured_against_a_bare_session(lenet5_export: ExportResult) -> None:

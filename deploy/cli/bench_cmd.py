@@ -16,11 +16,19 @@ def bench(
     model: str | None = typer.Option(
         None, "--model", help="Time every artifact of this model found in --export-dir and --engines-dir."
     ),
-    export_dir: Path = typer.Option(Path("export"), "--export-dir", help="Where --model looks for its export."),
-    engines_dir: Path = typer.Option(Path("engines"), "--engines-dir", help="Where --model looks for builds."),
-    batch: str = typer.Option("1,8", "--batch", help="Comma-separated batch sizes."),
-    threads: int | None = typer.Option(None, "--threads", help="Threads for torch and ONNX Runtime (default: all)."),
-    duration: float = typer.Option(5.0, "--duration", help="Seconds of interleaved timing per batch size."),
+    export_dir: Path | None = typer.Option(
+        None, "--export-dir", help="Where --model looks for its export (default: export/)."
+    ),
+    engines_dir: Path | None = typer.Option(
+        None, "--engines-dir", help="Where --model looks for builds (default: engines/)."
+    ),
+    batch: str | None = typer.Option(
+        None, "--batch", help="Comma-separated batch sizes, each within every artifact's batch range (default: 1,8)."
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", help="Threads for torch and ONNX Runtime, up to the cores here (default: all)."
+    ),
+    duration: float = typer.Option(5.0, "--duration", help="Seconds of interleaved timing per batch size (max 3600)."),
     images: Path | None = typer.Option(None, "--images", help="Images for the input pool (default: demo set)."),
     no_eager: bool = typer.Option(False, "--no-eager", help="Skip eager PyTorch (no speed-up column)."),
     overhead: bool = typer.Option(False, "--overhead", help="Also measure the runner's overhead vs a bare session."),
@@ -29,18 +37,28 @@ def bench(
     """Time eager PyTorch and every artifact interleaved (A B A B …) so machine drift cancels."""
     import dataclasses
 
-    from deploy.cli.options import parse_batches
+    from deploy.cli.options import parse_batches, refuse_unused
     from deploy.harness.interleaved import InterleavedConfig, artifacts_of, onnxruntime_overhead
     from deploy.harness.interleaved import bench as run_bench
 
-    if model is not None:
-        artifacts = [*(artifacts or []), *artifacts_of(model, export_dir, engines_dir)]
-    artifacts = list(dict.fromkeys(artifacts or []))
+    if model is None:
+        refuse_unused("with --model", "add --model NAME", export_dir=export_dir, engines_dir=engines_dir)
     config = InterleavedConfig(
-        artifacts=tuple(artifacts), batches=parse_batches(batch), duration_s=duration, images=images, eager=not no_eager
+        artifacts=(),
+        batches=None if batch is None else parse_batches(batch),
+        duration_s=duration,
+        images=images,
+        eager=not no_eager,
     )
     if threads is not None:
         config = dataclasses.replace(config, threads=threads)
+    if model is not None:
+        found = artifacts_of(model, export_dir or Path("export"), engines_dir or Path("engines"))
+        artifacts = [*(artifacts or []), *found]
+    artifacts = list(dict.fromkeys(artifacts or []))
+    if overhead and artifacts and not any(p.suffix == ".onnx" for p in artifacts):
+        refuse_unused("to .onnx artifacts (ONNX Runtime)", "add an .onnx artifact", overhead=True)
+    config = dataclasses.replace(config, artifacts=tuple(artifacts))
     result = run_bench(config, progress=progress_printer(ctx))
     overheads = []
     if overhead:

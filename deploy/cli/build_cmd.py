@@ -26,8 +26,8 @@ def build(
     fp16: bool = typer.Option(False, "--fp16", help="FP16 by ModelOpt AutoCast."),
     int8: bool = typer.Option(False, "--int8", help="INT8 Q/DQ by ModelOpt PTQ, calibrated on CPU."),
     all_precisions: bool = typer.Option(False, "--all", help="FP32, FP16 and INT8 (the default with no flag)."),
-    method: str = typer.Option(
-        "entropy", "--calib-method", help="INT8 calibration: entropy, max, or percentile (CPU INT8 targets)."
+    method: str | None = typer.Option(
+        None, "--calib-method", help="INT8 calibration: entropy (default), max, or percentile (CPU INT8 targets)."
     ),
     target: list[str] = typer.Option(
         ["tensorrt"],
@@ -36,9 +36,11 @@ def build(
         help="Deployment target, repeatable: tensorrt (.plan; INT8 as S8 Q/DQ), onnxruntime (alias cpu; INT8 as "
         "U8S8 QDQ) or openvino (IR; INT8 from the U8S8 QDQ).",
     ),
-    high_precision: str = typer.Option("fp32", "--high-precision", help="Layers left unquantized: fp32 or fp16."),
+    high_precision: str | None = typer.Option(
+        None, "--high-precision", help="INT8: layers left unquantized, fp32 (default) or fp16."
+    ),
     calib_dir: Path | None = typer.Option(None, "--calib-dir", help="Calibration images (default: calibration/)."),
-    calib_count: int = typer.Option(500, "--calib-count", help="How many calibration images."),
+    calib_count: int | None = typer.Option(None, "--calib-count", help="How many calibration images (default 500)."),
     recalibrate: bool = typer.Option(False, "--recalibrate", help="Ignore the calibration cache."),
     weights: str | None = typer.Option(
         None, "--weights", "-w", help="Weights for a model exported on demand (as for `deploy export`)."
@@ -57,7 +59,7 @@ def build(
     ),
     opt_shapes: str | None = typer.Option(None, "--opt-shapes", "--optShapes", help="trtexec spelling."),
     max_shapes: str | None = typer.Option(None, "--max-shapes", "--maxShapes", help="trtexec spelling."),
-    workspace: float = typer.Option(4.0, "--workspace", help="TensorRT workspace limit in GiB."),
+    workspace: float = typer.Option(4.0, "--workspace", help="TensorRT workspace limit in GiB (above 0)."),
     builder_opt_level: int = typer.Option(3, "--builder-opt-level", help="TensorRT builder optimisation level 0-5."),
     timing_cache: Path | None = typer.Option(None, "--timing-cache", help="Default: engines/timing.cache."),
     version_compatible: bool = typer.Option(False, "--version-compatible", help="Plans that load on later TRT."),
@@ -80,17 +82,26 @@ def build(
 
     from deploy.build import BuildConfig
     from deploy.build import build as run_build
-    from deploy.cli.options import check_tolerances
+    from deploy.cli.options import check_tolerances, refuse_unused
     from deploy.errors import BadInput
+    from deploy.harness.checks import check_int
     from deploy.harness.verify import ParityCheck
     from deploy.precision.calibration import DEFAULT_DIR, CalibrationConfig
     from deploy.sidecar import PRECISIONS
     from deploy.targets import get_target
     from deploy.targets.tensorrt.build import PlanOptions
 
-    if method not in ("entropy", "max", "percentile"):
+    if method not in (None, "entropy", "max", "percentile"):
         raise BadInput(f"--calib-method {method!r} is unknown", hint="choose entropy, max or percentile")
     targets = tuple(dict.fromkeys(get_target(name).name for name in target))
+    if compile_ is not None and not any(get_target(name).compiles for name in targets):
+        # ONNX Runtime runs the typed ONNX as it is: there is nothing to compile, or to skip compiling.
+        flag = "--compile" if compile_ else "--no-compile"
+        raise BadInput(
+            f"{flag} applies to targets with a compile step (tensorrt, openvino); {', '.join(targets)} runs the "
+            "typed ONNX as it is",
+            hint=f"drop {flag}, or add --target tensorrt or --target openvino",
+        )
     plan_options = {
         "--min/--opt/--max-batch or shapes": any(v is not None for v in (min_batch, opt_batch, max_batch, min_shapes,
                                                                          opt_shapes, max_shapes)),
@@ -107,24 +118,43 @@ def build(
             "tensorrt was given",
             hint="add --target tensorrt, or drop those options",
         )
-    if high_precision not in ("fp32", "fp16"):
+    if high_precision not in (None, "fp32", "fp16"):
         raise BadInput(f"--high-precision {high_precision!r} is unknown", hint="choose fp32 or fp16")
     chosen = [p for p, flag in zip(PRECISIONS, (fp32, fp16, int8), strict=True) if flag]
     if all_precisions and chosen:
         raise BadInput("--all conflicts with --fp32/--fp16/--int8", hint="pass --all alone, or pick precisions")
-    if (recalibrate or calib_dir is not None) and chosen and "int8" not in chosen and "fp16" not in chosen:
-        raise BadInput("calibration options need --int8 or --fp16", hint="add --int8, or drop the calibration options")
+    calibrating = {"--recalibrate": recalibrate, "--calib-dir": calib_dir, "--calib-count": calib_count}
+    calibration_given = ", ".join(name for name, value in calibrating.items() if value not in (None, False))
+    if calibration_given and chosen and not {"int8", "fp16"} & set(chosen):
+        raise BadInput(
+            f"calibration options need --int8 or --fp16 ({calibration_given} given)",
+            hint=f"add --int8, or drop {calibration_given}",
+        )
+    if chosen and "int8" not in chosen:
+        refuse_unused("to --int8", "add --int8", calib_method=method, high_precision=high_precision)
+    if not verify:
+        refuse_unused(
+            "to the parity check, which --no-verify skips",
+            "drop --no-verify",
+            images=images,
+            count=count,
+            min_cosine=min_cosine,
+            min_top1=min_top1,
+        )
+    _check_plan_numbers(workspace, builder_opt_level)
+    calibration = CalibrationConfig(directory=calib_dir or DEFAULT_DIR, explicit=calib_dir is not None)
+    if calib_count is not None:
+        check_int("--calib-count", calib_count, low=1, example=500)
+        calibration = dataclasses.replace(calibration, count=calib_count)
     config = BuildConfig(
         sources=tuple(sources or ()),
         targets=targets,
         precisions=tuple(chosen) or PRECISIONS,
         export_dir=export_dir,
         engines_dir=out_dir,
-        calibration=CalibrationConfig(
-            directory=calib_dir or DEFAULT_DIR, count=calib_count, explicit=calib_dir is not None
-        ),
-        method=method,  # type: ignore[arg-type]
-        high_precision=high_precision,  # type: ignore[arg-type]
+        calibration=calibration,
+        method=method or "entropy",  # type: ignore[arg-type]
+        high_precision=high_precision or "fp32",  # type: ignore[arg-type]
         recalibrate=recalibrate,
         weights=weights,
         verify=ParityCheck(images, count, check_tolerances(min_cosine=min_cosine, min_top1=min_top1))
@@ -171,6 +201,10 @@ def build(
     stdout.print(table)
     for status in result.statuses:
         stderr.print(status, highlight=False, markup=False)
+    for name in (name for name in targets if not get_target(name).compiles):
+        # Said out loud: its artifact is the typed ONNX in the table, the same file for every target that has no
+        # compile step (an FP16 or FP32 typed ONNX does not depend on the target; INT8 follows its recipe).
+        stderr.print(f"{name}: runs the typed ONNX above as it is (no compile step)", highlight=False, markup=False)
     result.raise_for_parity()
 
 
@@ -197,6 +231,7 @@ def _profile(
 ) -> Profile | None:
     """The batch profile from --min/--opt/--max-batch or trtexec's --minShapes/--optShapes/--maxShapes."""
     from deploy.errors import BadInput
+    from deploy.harness.checks import MAX_BATCH, check_int
     from deploy.targets.tensorrt.build import Profile, parse_shape_spec
 
     batches = [min_batch, opt_batch, max_batch]
@@ -214,7 +249,24 @@ def _profile(
         return None
     if any(b is None for b in batches):
         raise BadInput("a batch profile needs min, opt and max", hint="pass --min-batch, --opt-batch and --max-batch")
-    return Profile(int(batches[0] or 0), int(batches[1] or 0), int(batches[2] or 0))
+    low, opt, high = (int(b or 0) for b in batches)
+    for option, value, example in (("--min-batch", low, 1), ("--opt-batch", opt, 8), ("--max-batch", high, 32)):
+        check_int(option, value, low=1, high=MAX_BATCH, example=example)
+    if not low <= opt <= high:
+        raise BadInput(
+            f"batch profile min {low}, opt {opt}, max {high} must satisfy min <= opt <= max",
+            hint="e.g. --min-batch 1 --opt-batch 8 --max-batch 32",
+        )
+    return Profile(low, opt, high)
+
+
+def _check_plan_numbers(workspace: float, builder_opt_level: int) -> None:
+    """TensorRT's numeric build options, refused here before any work (a machine without TensorRT never
+    reaches the plan build that would read them)."""
+    from deploy.harness.checks import check_float, check_int
+
+    check_float("--workspace", workspace, low=0.0, open_low=True, example=4)
+    check_int("--builder-opt-level", builder_opt_level, low=0, high=5, example=3)  # trtexec's range
 
 
 def _hardware(level: str) -> HardwareCompatibility:

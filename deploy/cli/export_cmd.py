@@ -21,24 +21,29 @@ def export(
     ),
     out_dir: Path = typer.Option(Path("export"), "--out-dir", "-o", help="Folder for the .onnx and .json."),
     opset: int = typer.Option(20, "--opset", help="ONNX opset (18-23)."),
-    max_batch: int = typer.Option(32, "--max-batch", help="Largest batch of the dynamic batch dimension."),
+    max_batch: int | None = typer.Option(
+        None, "--max-batch", help="Largest batch of the dynamic batch dimension (default 32, at most 4096)."
+    ),
     static: bool = typer.Option(False, "--static", help="Fixed input shape instead of a dynamic batch."),
-    batch: int = typer.Option(1, "--batch", help="Batch size of a --static export."),
+    batch: int | None = typer.Option(None, "--batch", help="Batch size of a --static export (default 1)."),
     simplifier: str = typer.Option("onnxsim", "--simplifier", help="onnxsim, onnxslim or none."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Check eager vs ONNX Runtime parity."),
     atol: float | None = typer.Option(None, "--atol", help="Absolute tolerance override (FP32 default 1e-4)."),
     rtol: float | None = typer.Option(None, "--rtol", help="Relative tolerance override (FP32 default 1e-3)."),
-    samples: int = typer.Option(8, "--samples", help="Sample images used for the parity check."),
+    samples: int | None = typer.Option(
+        None, "--samples", help="Sample images for the parity and simplification checks (default 8)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the sidecar as JSON on stdout."),
 ) -> None:
     """Export a zoo model to ONNX with a sidecar, simplify it and prove it matches eager PyTorch."""
-    from deploy.errors import BadInput
+    from deploy.cli.options import refuse_unused
     from deploy.export import ExportConfig, export_model
     from deploy.harness.compare import DEFAULT_TOLERANCES, with_overrides
-    from deploy.simplify import SIMPLIFIERS
 
-    if simplifier not in SIMPLIFIERS:
-        raise BadInput(f"--simplifier {simplifier!r} is unknown", hint=f"choose one of {', '.join(SIMPLIFIERS)}")
+    if not verify:
+        refuse_unused("to the parity check, which --no-verify skips", "drop --no-verify", atol=atol, rtol=rtol)
+        if simplifier == "none":  # nor is there a simplification check to feed
+            refuse_unused("to the parity and simplification checks", "drop --no-verify", samples=samples)
     config = ExportConfig(
         model=model,
         weights=weights,
@@ -47,10 +52,10 @@ def export(
         max_batch=max_batch,
         static=static,
         static_batch=batch,
-        simplifier=simplifier,  # type: ignore[arg-type]  # checked against SIMPLIFIERS above
+        simplifier=simplifier,  # type: ignore[arg-type]  # ExportConfig checks it against SIMPLIFIERS
         verify=verify,
         tolerance=with_overrides(DEFAULT_TOLERANCES["fp32"], atol=atol, rtol=rtol),
-        parity_samples=samples,
+        parity_samples=8 if samples is None else samples,
     )
     result = export_model(config, progress=progress_printer(ctx))
     if as_json:

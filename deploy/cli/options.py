@@ -7,10 +7,10 @@ import typer
 from deploy.errors import BadInput
 
 # Tolerance overrides shared by verify, build and pipeline (the same judge, the same spelling).
-ATOL = typer.Option(None, "--atol", help="Override the elementwise absolute tolerance.")
-RTOL = typer.Option(None, "--rtol", help="Override the elementwise relative tolerance.")
+ATOL = typer.Option(None, "--atol", help="Override the elementwise absolute tolerance (>= 0).")
+RTOL = typer.Option(None, "--rtol", help="Override the elementwise relative tolerance (>= 0).")
 MIN_COSINE = typer.Option(None, "--min-cosine", help="Override the minimum cosine similarity (0-1).")
-MIN_TOP1 = typer.Option(None, "--min-top1", help="Override the minimum top-1 agreement (0-1).")
+MIN_TOP1 = typer.Option(None, "--min-top1", help="Override the minimum top-1 agreement, a fraction (0-1).")
 
 
 def parse_batches(text: str, *, option: str = "--batch") -> tuple[int, ...]:
@@ -24,10 +24,17 @@ def parse_batches(text: str, *, option: str = "--batch") -> tuple[int, ...]:
     return tuple(dict.fromkeys(batches))
 
 
-def check_tolerances(**bounds: float | None) -> dict[str, float | None]:
-    """--min-cosine/--min-top1 style bounds (0-1), refused as bad options (exit 2) rather than failing parity."""
-    for name, value in bounds.items():
-        if value is not None and not 0.0 <= value <= 1.0:
-            option = "--" + name.replace("_", "-")
-            raise BadInput(f"{option} {value} is outside 0-1", hint=f"pass {option} 0.99, for example")
-    return dict(bounds)
+def check_tolerances(**overrides: float | None) -> dict[str, float | None]:
+    """--atol/--rtol/--min-cosine/--min-top1 as given, refused as bad options (exit 2) rather than failing parity."""
+    from deploy.harness.compare import check_tolerances as check
+
+    check(overrides)
+    return dict(overrides)
+
+
+def refuse_unused(reason: str, alternative: str, **given: object) -> None:
+    """Options that would be silently ignored (`reason` says when they apply) are refused, naming each one given."""
+    named = ", ".join(f"--{name.replace('_', '-')}" for name, value in given.items() if value not in (None, False))
+    if named:
+        verb = "applies" if "," not in named else "apply"
+        raise BadInput(f"{named} {verb} only {reason}", hint=f"drop {named}, or {alternative}")

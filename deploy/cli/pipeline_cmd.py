@@ -23,14 +23,18 @@ def pipeline(
     calib_count: int = typer.Option(500, "--calib-count", help="How many calibration images."),
     images: Path | None = typer.Option(None, "--images", help="Held-out images for verification and timing."),
     count: int | None = typer.Option(None, "--count", help="Use at most N held-out images for verification."),
-    batch: str = typer.Option("1,8", "--batch", help="Comma-separated batch sizes to time."),
-    threads: int | None = typer.Option(None, "--threads", help="Threads for torch and ONNX Runtime (default: all)."),
-    duration: float = typer.Option(3.0, "--duration", help="Seconds of interleaved timing per batch size."),
+    batch: str | None = typer.Option(
+        None, "--batch", help="Comma-separated batch sizes to time (default: 1,8); the export covers the largest."
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", help="Threads for torch and ONNX Runtime, up to the cores here (default: all)."
+    ),
+    duration: float = typer.Option(3.0, "--duration", help="Seconds of interleaved timing per batch size (max 3600)."),
     cpu_int8: bool = typer.Option(
         True, "--cpu-int8/--no-cpu-int8", help="Also build the CPU INT8 (U8S8) for ONNX Runtime and OpenVINO."
     ),
-    cpu_method: str = typer.Option(
-        "entropy", "--cpu-calib-method", help="Calibration of the CPU INT8: entropy, max or percentile."
+    cpu_method: str | None = typer.Option(
+        None, "--cpu-calib-method", help="Calibration of the CPU INT8: entropy (default), max or percentile."
     ),
     peers: bool = typer.Option(
         False, "--peers", help="Also time OpenVINO (FP32, default, INT8) and torch.compile in the same rounds."
@@ -45,13 +49,17 @@ def pipeline(
     """Export, build FP32/FP16/INT8 (entropy, max, CPU), verify against eager, time all interleaved, report."""
     import dataclasses
 
-    from deploy.cli.options import check_tolerances, parse_batches
+    from deploy.cli.options import check_tolerances, parse_batches, refuse_unused
     from deploy.harness.interleaved import InterleavedConfig
     from deploy.harness.peers import available_peers
     from deploy.pipeline import PipelineConfig, run_pipeline
     from deploy.precision.calibration import DEFAULT_DIR, CalibrationConfig
 
-    bench = InterleavedConfig(artifacts=(), batches=parse_batches(batch), duration_s=duration)
+    if not cpu_int8:
+        refuse_unused("to the CPU INT8, which --no-cpu-int8 skips", "drop --no-cpu-int8", cpu_calib_method=cpu_method)
+    bench = InterleavedConfig(
+        artifacts=(), batches=None if batch is None else parse_batches(batch), duration_s=duration
+    )
     if threads is not None:
         bench = dataclasses.replace(bench, threads=threads)
     usable, unavailable = available_peers() if peers else ((), ())
@@ -67,10 +75,10 @@ def pipeline(
         images=images,
         count=count,
         cpu_int8=cpu_int8,
-        cpu_method=_cpu_method(cpu_method),
+        cpu_method=_cpu_method(cpu_method or "entropy"),
         bench=bench,
         reports_dir=reports_dir,
-        overrides={"atol": atol, "rtol": rtol} | check_tolerances(min_cosine=min_cosine, min_top1=min_top1),
+        overrides=check_tolerances(atol=atol, rtol=rtol, min_cosine=min_cosine, min_top1=min_top1),
     )
     result = run_pipeline(config, progress=progress_printer(ctx))
     for warning in result.report.warnings:

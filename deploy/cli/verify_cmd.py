@@ -32,7 +32,7 @@ def verify(
     from deploy.harness.verify import VerifyConfig
     from deploy.harness.verify import verify as run_verify
 
-    overrides = {"atol": atol, "rtol": rtol} | check_tolerances(min_cosine=min_cosine, min_top1=min_top1)
+    overrides = check_tolerances(atol=atol, rtol=rtol, min_cosine=min_cosine, min_top1=min_top1)
     config = VerifyConfig(artifacts=tuple(artifacts), images=images, count=count, overrides=overrides)
     result = run_verify(config, progress=progress_printer(ctx))
     if as_json:

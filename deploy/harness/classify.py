@@ -13,7 +13,7 @@ from deploy.backends.base import TensorMeta
 from deploy.errors import BadInput
 from deploy.preprocessing import Preprocessing, load_image, preprocess
 from deploy.sidecar import Sidecar, load_sidecar, sidecar_path
-from deploy.targets import runner_for, target_for
+from deploy.targets import check_runnable, runner_for, target_for
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ def classify(artifact: Path, images: Sequence[Path], *, model: str | None = None
     if not images:
         raise BadInput("no images given", hint="pass one or more image files after the artifact")
     contract = _contract(artifact, model)
+    check_runnable(artifact)  # a plan without TensorRT or a GPU: refused before any image is decoded
     # Decode everything first: a bad image fails the command before any inference runs.
     tensors = [(path, preprocess(load_image(path), contract.preprocessing)) for path in images]
 
@@ -83,6 +84,11 @@ def _contract(artifact: Path, model: str | None) -> _Contract:
     target_for(artifact)  # an unknown kind of file is refused before anything is read
     if sidecar_path(artifact).is_file() or model is None:
         sidecar = load_sidecar(artifact)
+        if model is not None and model.lower() != sidecar.model:
+            raise BadInput(
+                f"--model {model} conflicts with {sidecar_path(artifact)}, which records {sidecar.model}",
+                hint="drop --model: it only names the preprocessing of an artifact that has no sidecar",
+            )
         return _Contract(
             sidecar.model, sidecar.inputs[0].name, sidecar.preprocessing, sidecar.labels, "sidecar", sidecar
         )

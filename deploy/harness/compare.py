@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
 
 from deploy.backends.base import Runner
+from deploy.errors import BadInput
+from deploy.harness.checks import check_float
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,28 @@ class Tolerance:
     rtol: float | None = 1e-3
     min_cosine: float | None = 0.9999
     min_top1: float | None = None
+
+    def __post_init__(self) -> None:
+        check_tolerances(dict(atol=self.atol, rtol=self.rtol, min_cosine=self.min_cosine, min_top1=self.min_top1))
+
+
+TOLERANCE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Tolerance))
+
+
+def check_tolerances(values: Mapping[str, float | None]) -> None:
+    """Tolerance values (or overrides, None = keep the default) refused as bad options (exit 2) before any work,
+    rather than judged as a parity failure (exit 3): a negative atol fails everything, a cosine of 2 nothing passes.
+    """
+    for name, value in values.items():
+        option = "--" + name.replace("_", "-")
+        if name not in TOLERANCE_FIELDS:
+            raise BadInput(f"{name!r} is not a tolerance", hint=f"override one of {', '.join(TOLERANCE_FIELDS)}")
+        if value is None:
+            continue
+        if name in ("atol", "rtol"):  # 0 demands exact equality: strict, but meaningful
+            check_float(option, value, low=0.0, example="1e-3")
+        else:  # a cosine bound below 0 would pass opposite outputs; top-1 agreement is a fraction
+            check_float(option, value, low=0.0, high=1.0, example=0.99)
 
 
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {

@@ -36,21 +36,31 @@ from deploy.backends.timing import (
     warm_up,
 )
 from deploy.environment import cpu_name
-from deploy.errors import BadInput
+from deploy.errors import BadInput, MissingDependency
+from deploy.harness.checks import MAX_BATCH, check_float, check_int
 from deploy.harness.eager import eager_runner
 from deploy.harness.heldout import held_out_set
 from deploy.sidecar import Sidecar, load_sidecar
-from deploy.targets import artifact_suffixes, runner_for, target_for
+from deploy.targets import artifact_suffixes, check_runnable, runner_for, target_for
 
 Progress = Callable[[str], None]
 EAGER = ("eager", "eager-cuda")
 Feed = Mapping[str, np.ndarray]
 
 
+DEFAULT_BATCHES = (1, 8)
+# Upper bounds that catch a typo (`--duration 3e5`) before it holds the machine for days. Interleaving already
+# cancels drift, so a longer run adds rounds, not accuracy; an hour per batch size is far past what that needs.
+MAX_DURATION_S = 3600.0
+MAX_ROUNDS = 10_000  # iterations per turn, settle iterations, minimum rounds
+
+
 @dataclass(frozen=True)
 class InterleavedConfig:
     artifacts: tuple[Path, ...]
-    batches: tuple[int, ...] = (1, 8)
+    # None: 1 and 8, where every artifact takes them (a static export: its own batch). Given batches must fit
+    # every artifact's batch range, or the run is refused before any work.
+    batches: tuple[int, ...] | None = None
     threads: int = max(1, os.cpu_count() or 1)
     duration_s: float = 5.0  # per batch size, all runners together
     warmup_s: float = 0.5
@@ -59,6 +69,9 @@ class InterleavedConfig:
     min_rounds: int = 5
     images: Path | None = None
     eager: bool = True
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 @dataclass(frozen=True)
@@ -118,6 +131,11 @@ def bench(
     models = {sidecar.model for sidecar in sidecars.values()}
     if len(models) != 1:
         raise BadInput(f"artifacts of several models ({', '.join(sorted(models))})", hint="bench one model per run")
+    batches = batches_for(sidecars, config.batches)
+    for path in sidecars:  # a plan without TensorRT or a GPU: refused before eager PyTorch sets up CUDA
+        check_runnable(path)
+    if config.eager and any(target_for(path).device == "cuda" for path in sidecars):
+        _check_eager_cuda()
     first = next(iter(sidecars.values()))
     held = held_out_set(first, images=config.images, count=None)
     runners = _runners(config, sidecars, first) | dict(extra or {})
@@ -131,12 +149,7 @@ def bench(
         with contextlib.ExitStack() as stack:
             for runner in runners.values():
                 stack.enter_context(runner)
-            for batch in config.batches:
-                if any(
-                    batch > s.batch.max or (not s.batch.dynamic and batch != s.batch.max) for s in sidecars.values()
-                ):
-                    say(f"batch {batch}: outside an artifact's batch range, skipped")
-                    continue
+            for batch in batches:
                 say(f"batch {batch}: timing {', '.join(runners)} interleaved for {config.duration_s:g} s")
                 feeds = rotating_feeds(held.arrays, batch, first.inputs[0].name)
                 samples, rounds = run_interleaved(
@@ -160,13 +173,75 @@ def bench(
 
 
 def check_settings(config: InterleavedConfig) -> None:
-    """Refuse impossible timing settings before any work starts (the pipeline calls this before exporting)."""
-    if not config.batches or any(b < 1 for b in config.batches):
-        raise BadInput(f"batch sizes {list(config.batches)} must be positive", hint="e.g. --batch 1,8")
-    if config.threads < 1:
-        raise BadInput(f"--threads {config.threads} must be at least 1", hint="e.g. --threads 2")
-    if config.duration_s <= 0:
-        raise BadInput(f"--duration {config.duration_s:g} must be positive", hint="e.g. --duration 3")
+    """Refuse impossible or endless timing settings before any work starts (also run on construction)."""
+    if config.batches is not None:
+        if not config.batches or any(b < 1 for b in config.batches):
+            raise BadInput(f"--batch {list(config.batches)} must be positive batch sizes", hint="e.g. --batch 1,8")
+        check_int("--batch", max(config.batches), low=1, high=MAX_BATCH, example="1,8")
+    # More threads than cores times contention between spin-waiting workers, not the model.
+    check_int("--threads", config.threads, low=1, high=max(1, os.cpu_count() or 1), example=1)
+    check_float("--duration", config.duration_s, low=0.0, open_low=True, high=MAX_DURATION_S, example=3)
+    check_float("warmup_s", config.warmup_s, low=0.0, high=MAX_DURATION_S, example=0.5)
+    check_int("per_round", config.per_round, low=1, high=MAX_ROUNDS, example=5)
+    check_int("settle", config.settle, low=0, high=MAX_ROUNDS, example=1)
+    check_int("min_rounds", config.min_rounds, low=1, high=MAX_ROUNDS, example=5)
+
+
+def accepts(sidecar: Sidecar, batch: int) -> bool:
+    """Whether the artifact runs `batch` images at once: within a dynamic range, or its static batch exactly."""
+    if sidecar.batch.dynamic:
+        return sidecar.batch.min <= batch <= sidecar.batch.max
+    return batch == sidecar.batch.max
+
+
+def batches_for(sidecars: Mapping[Path, Sidecar], wanted: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The batch sizes to time: the ones asked for, each refused unless every artifact takes it; by default 1 and 8
+    (or a static artifact's own batch) where every artifact takes them."""
+    if wanted is not None:
+        for batch in wanted:
+            for path, sidecar in sidecars.items():
+                if not accepts(sidecar, batch):
+                    raise BadInput(
+                        f"--batch {batch} is outside the batch range of {path} ({_range_text(sidecar)})",
+                        hint=_range_fix(sidecar, batch),
+                    )
+        return wanted
+    static = sorted({s.batch.max for s in sidecars.values() if not s.batch.dynamic})
+    fitting = tuple(
+        b for b in dict.fromkeys((*DEFAULT_BATCHES, *static)) if all(accepts(s, b) for s in sidecars.values())
+    )
+    if not fitting:
+        ranges = "; ".join(f"{path.name}: {_range_text(s)}" for path, s in sidecars.items())
+        raise BadInput(f"no batch size fits every artifact ({ranges})", hint="bench them in separate runs")
+    return fitting
+
+
+def _range_text(sidecar: Sidecar) -> str:
+    if sidecar.batch.dynamic:
+        return f"dynamic batch {sidecar.batch.min}-{sidecar.batch.max}"
+    return f"static batch {sidecar.batch.max}"
+
+
+def _range_fix(sidecar: Sidecar, batch: int) -> str:
+    """How to get an artifact that takes `batch`: export it so, and rebuild what came from that export."""
+    export = f"deploy export {sidecar.model} --weights {sidecar.weights.argument} --max-batch {batch}"
+    built = sidecar.precision is not None or sidecar.target is not None
+    rebuild = f", then `deploy build {sidecar.model}` again" if built else ""
+    if sidecar.batch.dynamic:
+        return f"pass --batch within {sidecar.batch.min}-{sidecar.batch.max}, or re-export with `{export}`{rebuild}"
+    return f"pass --batch {sidecar.batch.max}, or re-export with a dynamic batch: `{export}`{rebuild}"
+
+
+def _check_eager_cuda() -> None:
+    """Plans are timed against eager PyTorch on CUDA: a CPU-only torch build is refused before any work."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise MissingDependency(
+            "eager PyTorch on CUDA (the reference TensorRT plans are timed against) is not usable: this torch has "
+            "no CUDA or sees no GPU",
+            hint="install a CUDA build of torch, or pass --no-eager to time the plans alone",
+        )
 
 
 def artifacts_of(model: str, export_dir: Path, engines_dir: Path) -> tuple[Path, ...]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,11 +14,12 @@ import numpy as np
 from deploy.backends.base import Runner
 from deploy.errors import BadInput, first_line
 from deploy.files import Staging
-from deploy.harness.compare import DEFAULT_TOLERANCES, OutputComparison, ParityReport, Tolerance
+from deploy.harness.checks import check_int
+from deploy.harness.compare import DEFAULT_TOLERANCES, OutputComparison, ParityReport, Tolerance, check_tolerances
 from deploy.harness.eager import eager_runner
 from deploy.harness.heldout import HeldOutSet, held_out_set
 from deploy.sidecar import Sidecar, load_sidecar, sidecar_path, withdraw
-from deploy.targets import runner_for, target_for
+from deploy.targets import check_runnable, runner_for, target_for
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,9 @@ class ParityCheck:
     count: int | None = None
     overrides: dict[str, float | None] = field(default_factory=dict)  # atol / rtol / min_cosine / min_top1
 
+    def __post_init__(self) -> None:
+        check_judging(self.count, self.overrides)
+
 
 @dataclass(frozen=True)
 class VerifyConfig:
@@ -41,6 +45,16 @@ class VerifyConfig:
     images: Path | None = None
     count: int | None = None
     overrides: dict[str, float | None] = field(default_factory=dict)  # atol / rtol / min_cosine / min_top1
+
+    def __post_init__(self) -> None:
+        check_judging(self.count, self.overrides)
+
+
+def check_judging(count: int | None, overrides: Mapping[str, float | None]) -> None:
+    """--count and the tolerance overrides, refused before any artifact is built or run."""
+    if count is not None:
+        check_int("--count", count, low=1, example=100)
+    check_tolerances(overrides)
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,8 @@ def verify(config: VerifyConfig, *, progress: Progress | None = None) -> VerifyR
     if not config.artifacts:
         raise BadInput("no artifacts to verify", hint="pass engines/MODEL.PRECISION.onnx files or export/MODEL.onnx")
     sidecars = [(path, _artifact_sidecar(path)) for path in config.artifacts]
+    for path, _ in sidecars:  # a plan without TensorRT or a GPU: refused before eager runs on every image
+        check_runnable(path)
     check = ParityCheck(config.images, config.count, config.overrides)
     verdicts: list[ArtifactVerdict] = []
     images_source, labelled = "", False

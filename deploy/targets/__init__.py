@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploy.backends.base import Runner, TensorMeta
-from deploy.errors import BadInput
+from deploy.errors import BadInput, MissingDependency
 from deploy.sidecar import Sidecar, sidecar_path
 from deploy.targets.base import Target
 from deploy.targets.onnxruntime import OnnxRuntime
@@ -55,6 +55,26 @@ def target_for(artifact: Path) -> Target:
     return target
 
 
+def check_runnable(artifact: Path) -> Target:
+    """The target of `artifact`, refused (exit 5) before any work when it cannot run here: a TensorRT plan on a
+    machine without TensorRT or a GPU would otherwise fail only after eager PyTorch had set up CUDA."""
+    target = target_for(artifact)
+    usable, status = target.availability()
+    if usable:
+        return target
+    source = artifact.with_suffix(".onnx")  # compile() names the artifact after its typed ONNX
+    where = "on a machine with an NVIDIA GPU, " if target.device == "cuda" else ""
+    fallback = (
+        f"{source} beside it (the ONNX it was compiled from) runs here"
+        if source.is_file()
+        else f"the typed ONNX it was compiled from ({source.name}, from `deploy build`) runs here"
+    )
+    raise MissingDependency(
+        f"{artifact} is a {target.name} artifact, which cannot run here: {status}",
+        hint=f"{where}install what that names (`deploy doctor` checks it); {fallback}",
+    )
+
+
 def runner_for(artifact: Path, *, threads: int | None = None, sidecar: Sidecar | None = None) -> Runner:
     """The runner of `artifact`'s target; with its sidecar, one that refuses a model taking other inputs."""
     runner = target_for(artifact).runner(artifact, threads=threads, sidecar=sidecar)
@@ -64,4 +84,13 @@ def runner_for(artifact: Path, *, threads: int | None = None, sidecar: Sidecar |
     return runner.expecting(expected, artifact=str(artifact), source=f"its sidecar {sidecar_path(artifact)}")
 
 
-__all__ = ["TARGETS", "Target", "artifact_suffixes", "get_target", "register", "runner_for", "target_for"]
+__all__ = [
+    "TARGETS",
+    "Target",
+    "artifact_suffixes",
+    "check_runnable",
+    "get_target",
+    "register",
+    "runner_for",
+    "target_for",
+]

@@ -1,0 +1,43 @@
+"""Range checks for numeric options, shared by the configs that take them (export, verify, bench, pipeline), so
+the Python API refuses what the CLI refuses: one BadInput (exit 2) naming the option, the value and a fix."""
+
+from __future__ import annotations
+
+import math
+
+from deploy.errors import BadInput
+
+# The largest batch deploy exports or times: 4096 ImageNet images are 2.5 GB of float32 input per batch, and the
+# timing pool holds eight such batches; a larger value is a typo, not a deployment these CNNs are served at.
+MAX_BATCH = 4096
+
+
+def check_int(option: str, value: int, *, low: int, high: int | None = None, example: int | str) -> None:
+    """`low <= value <= high` (no upper bound when `high` is None)."""
+    if value < low or (high is not None and value > high):
+        raise BadInput(f"{option} {value} {_wanted(low, high, open_low=False)}", hint=f"pass e.g. {option} {example}")
+
+
+def check_float(
+    option: str,
+    value: float,
+    *,
+    low: float,
+    high: float | None = None,
+    open_low: bool = False,
+    example: float | str,
+) -> None:
+    """A finite `value` above `low` (`open_low`) or at least `low`, and at most `high`: nan and inf never pass."""
+    wanted = _wanted(low, high, open_low=open_low)
+    if not math.isfinite(value):
+        wanted = f"is not a finite number ({wanted.replace('is outside', 'it must be within')})"
+    elif (value > low if open_low else value >= low) and (high is None or value <= high):
+        return
+    raise BadInput(f"{option} {value} {wanted}", hint=f"pass e.g. {option} {example}")
+
+
+def _wanted(low: float, high: float | None, *, open_low: bool) -> str:
+    if high is not None and not open_low:
+        return f"is outside {low:g}-{high:g}"
+    text = f"must be above {low:g}" if open_low else f"must be at least {low:g}"
+    return text if high is None else f"{text} and at most {high:g}"
