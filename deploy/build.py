@@ -152,6 +152,14 @@ def _check(config: BuildConfig) -> tuple[Target, ...]:
                 )
     if {"fp16", "int8"} & set(config.precisions):  # before a model is exported or a folder created
         check_calibration(config.calibration)
+    if config.weights is not None:
+        for requested in config.sources:
+            if not (requested.endswith(".onnx") or Path(requested).is_file()):
+                from deploy.zoo import get_spec
+
+                export = config.export_dir / f"{get_spec(requested).name}.onnx"
+                if export.is_file():
+                    _check_exported_weights(export, config.weights)
     return targets
 
 
@@ -226,6 +234,18 @@ def _resolve_sources(config: BuildConfig, say: Progress) -> tuple[list[Path], li
             exported.append(candidate)
         sources.append(candidate)
     return sources, exported
+
+
+def _check_exported_weights(export: Path, weights: str) -> None:
+    """--weights applies to a model build exports itself; an existing export with other weights is refused, never
+    silently built in their place."""
+    recorded = load_sidecar(export, check_hash=False).weights
+    if weights in (recorded.name, recorded.argument) or Path(weights).resolve() == Path(recorded.argument).resolve():
+        return
+    raise BadInput(
+        f"{export} was exported with weights {recorded.argument}, not --weights {weights}",
+        hint=f"re-export it: deploy export {export.stem} --weights {weights}; or drop --weights to build that export",
+    )
 
 
 def _typed(

@@ -40,7 +40,7 @@ from deploy.harness.verify import (
     tolerance_for,
     verify,
 )
-from deploy.precision.calibration import CalibrationConfig, calibration_set
+from deploy.precision.calibration import CalibrationConfig, calibration_set, check_calibration
 from deploy.precision.int8 import CalibrationMethod, HighPrecision
 from deploy.report.files import ReportFiles, write_report
 from deploy.report.model import BenchSettings, Report, ReportRow
@@ -107,6 +107,7 @@ class PipelineResult:
 def run_pipeline(config: PipelineConfig, *, progress: Progress | None = None) -> PipelineResult:
     say = progress or (lambda _message: None)
     check_settings(config.bench)
+    check_calibration(config.calibration)  # a bad --calib-dir is refused before the export is written
     export = ExportConfig(
         model=config.model, weights=config.weights, out_dir=config.export_dir, max_batch=config.max_batch
     )

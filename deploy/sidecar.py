@@ -295,7 +295,7 @@ def load_sidecar(artifact: Path, *, check_hash: bool = True) -> Sidecar:
     if not path.is_file():
         raise ArtifactError(
             f"no sidecar {path} beside {artifact}; it records the preprocessing and labels",
-            hint="re-export with `deploy export MODEL`, or pass --model NAME to use the zoo's preprocessing",
+            hint="re-export with `deploy export MODEL`, which writes both; `deploy infer` also takes --model NAME",
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

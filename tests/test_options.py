@@ -155,3 +155,25 @@ def test_a_plan_without_tensorrt_is_a_missing_dependency_before_any_work(
     result = cli.invoke(app, args)
     _refused(result, MissingDependency.exit_code, str(plan_here), '.[tensorrt]"', "NVIDIA GPU", "lenet5.fp16.onnx")
     assert "eager" not in result.output  # refused before eager PyTorch ran (or set up CUDA)
+
+
+def test_build_weights_that_differ_from_the_existing_export_are_refused(
+    cli: CliRunner, lenet5_export: ExportResult, tmp_path: Path
+) -> None:
+    engines = tmp_path / "engines"
+    export_dir = lenet5_export.onnx_path.parent
+    args = ["build", "lenet5", "--fp32", "--export-dir", str(export_dir), "--out-dir", str(engines)]
+    result = cli.invoke(app, [*args, "--weights", "random"])
+    _refused(result, BadInput.exit_code, "--weights random", "deploy export lenet5 --weights random")
+    assert not engines.exists()
+    same = lenet5_export.sidecar.weights.name
+    assert cli.invoke(app, [*args, "--weights", same, "--no-verify"]).exit_code == 0
+
+
+def test_pipeline_refuses_a_missing_calibration_folder_before_exporting(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = cli.invoke(app, ["pipeline", "lenet5", "--calib-dir", str(tmp_path / "nowhere")])
+    _refused(result, BadInput.exit_code, "nowhere", "--calib-dir")
+    assert not list(tmp_path.iterdir())
