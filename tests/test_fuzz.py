@@ -252,3 +252,60 @@ def test_png_chunks_built_here_are_what_pillow_reads(tmp_path: Path) -> None:
     forged = seed.getvalue()[:8] + _png_chunk(b"IHDR", header) + seed.getvalue()[33:]
     with Image.open(io.BytesIO(forged)) as image:
         assert image.size == (7, 3)
+
+
+# Option values a hostile or careless user types: non-finite, out of range, not numbers at all, or huge.
+option_values = (
+    st.sampled_from(["inf", "-inf", "nan", "NaN", "1e309", "-0", "0", "-1", "", "abc", "0x10", "1_000", " 3", "9" * 30])
+    | st.integers(min_value=-(10**12), max_value=10**12).map(str)
+    | st.floats(allow_nan=True, allow_infinity=True).map(repr)
+)
+
+
+class Accepted(BaseException):
+    """Raised by the recording double below with the config a command handed to the library (a BaseException, so
+    neither the CLI's error boundary nor CliRunner takes it for an error)."""
+
+
+# (command line before the option, option, the library entry point the CLI calls, the config field it sets)
+OPTION_CASES = (
+    (["bench", "{onnx}"], "--duration", "deploy.harness.interleaved.bench", lambda c: c.duration_s),
+    (["bench", "{onnx}"], "--threads", "deploy.harness.interleaved.bench", lambda c: c.threads),
+    (["bench", "{onnx}"], "--batch", "deploy.harness.interleaved.bench", lambda c: c.batches[0]),
+    (["verify", "{onnx}"], "--min-cosine", "deploy.harness.verify.verify", lambda c: c.overrides["min_cosine"]),
+    (["verify", "{onnx}"], "--atol", "deploy.harness.verify.verify", lambda c: c.overrides["atol"]),
+    (["verify", "{onnx}"], "--count", "deploy.harness.verify.verify", lambda c: c.count),
+    (["export", "lenet5"], "--max-batch", "deploy.export.export_model", lambda c: c.max_batch),
+    (["export", "lenet5"], "--samples", "deploy.export.export_model", lambda c: c.parity_samples),
+    (["pipeline", "lenet5"], "--duration", "deploy.pipeline.run_pipeline", lambda c: c.bench.duration_s),
+    (["pipeline", "lenet5"], "--min-top1", "deploy.pipeline.run_pipeline", lambda c: c.overrides["min_top1"]),
+)
+
+
+@given(data=st.data())
+def test_any_option_value_is_refused_naming_the_option_or_reaches_the_library(
+    data: st.DataObject, lenet5_export: ExportResult
+) -> None:
+    """Every flag takes effect or is refused: a value either ends in exit 2 naming the option, or arrives in the
+    config the library gets. The library call is replaced by a recording double (control flow only: what the
+    library does with a valid value is tested in test_options.py and the command tests)."""
+    before, option, entry, field = data.draw(st.sampled_from(OPTION_CASES))
+    value = data.draw(option_values)
+    module, name = entry.rsplit(".", 1)
+
+    def record(config: Any, **_: Any) -> None:
+        raise Accepted(config)
+
+    argv = [part.format(onnx=lenet5_export.onnx_path) for part in before] + [option, value]
+    with tempfile.TemporaryDirectory() as name_, pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(f"{module}.{name}", record)
+        monkeypatch.chdir(name_)
+        try:
+            result = CliRunner().invoke(app, argv)
+        except Accepted as accepted:
+            taken = field(accepted.args[0])
+            assert float(taken) == float(value), (argv, taken)
+            return
+        assert result.exit_code == 2, (argv, result.output)
+        assert option in result.output and "Traceback" not in result.output, result.output
+        assert not list(Path(name_).iterdir())
