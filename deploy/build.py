@@ -106,7 +106,7 @@ def build(config: BuildConfig, *, progress: Progress | None = None) -> BuildResu
     targets = _check(config)
     compiling, statuses = _compiling(targets, config.compile)
     created = not config.engines_dir.exists()
-    engines = ensure_writable_dir(config.engines_dir)
+    engines = ensure_writable_dir(config.engines_dir, option="--out-dir")
     sources, exported = _resolve_sources(config, say)
     warnings: list[str] = []
     built: list[BuiltArtifact] = []
@@ -153,13 +153,7 @@ def _check(config: BuildConfig) -> tuple[Target, ...]:
     if {"fp16", "int8"} & set(config.precisions):  # before a model is exported or a folder created
         check_calibration(config.calibration)
     if config.weights is not None:
-        for requested in config.sources:
-            if not (requested.endswith(".onnx") or Path(requested).is_file()):
-                from deploy.zoo import get_spec
-
-                export = config.export_dir / f"{get_spec(requested).name}.onnx"
-                if export.is_file():
-                    _check_exported_weights(export, config.weights)
+        _check_weights(config, config.weights)
     return targets
 
 
@@ -236,16 +230,31 @@ def _resolve_sources(config: BuildConfig, say: Progress) -> tuple[list[Path], li
     return sources, exported
 
 
-def _check_exported_weights(export: Path, weights: str) -> None:
-    """--weights applies to a model build exports itself; an existing export with other weights is refused, never
-    silently built in their place."""
-    recorded = load_sidecar(export, check_hash=False).weights
-    if weights in (recorded.name, recorded.argument) or Path(weights).resolve() == Path(recorded.argument).resolve():
-        return
-    raise BadInput(
-        f"{export} was exported with weights {recorded.argument}, not --weights {weights}",
-        hint=f"re-export it: deploy export {export.stem} --weights {weights}; or drop --weights to build that export",
-    )
+def _check_weights(config: BuildConfig, weights: str) -> None:
+    """--weights applies to the models build exports itself: refused with ONNX files only, and refused where the
+    existing export holds other weights (it would be built in their place, silently)."""
+    from deploy.zoo import get_spec
+    from deploy.zoo.weights import recorded_name
+
+    names = [s for s in config.sources if not (s.endswith(".onnx") or Path(s).is_file())]
+    if not names:
+        raise BadInput(
+            f"--weights {weights} applies to a model build exports itself, and no model was named",
+            hint="name the model instead (`deploy build MODEL --weights W`), or drop --weights",
+        )
+    for name in names:
+        spec = get_spec(name)
+        export = config.export_dir / f"{spec.name}.onnx"
+        if not export.is_file():
+            continue
+        recorded = load_sidecar(export, check_hash=False).weights.argument
+        wanted = recorded_name(spec, weights)
+        if wanted != recorded and Path(wanted).resolve() != Path(recorded).resolve():
+            out = "" if config.export_dir == Path("export") else f" --out-dir {config.export_dir}"
+            raise BadInput(
+                f"{export} was exported with weights {recorded}, not --weights {weights}",
+                hint=f"re-export it: deploy export {spec.name} --weights {weights}{out}; or drop --weights",
+            )
 
 
 def _typed(

@@ -25,7 +25,12 @@ _SCRATCH_NAME = re.compile(r"^\.deploy-tmp\.(?P<host>[0-9a-f]{8})\.(?P<pid>\d+)\
 
 
 def _host_tag() -> str:
-    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+    """This host and PID namespace: containers sharing a host name and a volume must not judge each other's pids."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = 0
+    return hashlib.sha256(f"{socket.gethostname()}/{namespace}".encode()).hexdigest()[:8]
 
 
 def scratch_prefix(purpose: str) -> str:
@@ -43,6 +48,8 @@ def scratch_dir(parent: Path, purpose: str) -> Iterator[Path]:
 def sweep_stale(folder: Path) -> tuple[Path, ...]:
     """Remove the temporary files and folders left in `folder` by deploy processes that died without cleaning up
     (SIGKILL, power loss). Only our own names, only from this host, only when their writer is no longer running."""
+    if os.name != "posix":  # os.kill(pid, 0) is no liveness probe elsewhere (on Windows it terminates the process)
+        return ()
     try:
         entries = list(folder.iterdir())
     except OSError:
@@ -52,10 +59,14 @@ def sweep_stale(folder: Path) -> tuple[Path, ...]:
         match = _SCRATCH_NAME.match(entry.name)
         if match is None or match["host"] != _host_tag() or _running(int(match["pid"])):
             continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink(missing_ok=True)
+        except OSError as exc:  # another user's leftover in a shared folder: theirs to remove
+            log.debug("cannot remove %s: %s", entry, exc)
+            continue
         swept.append(entry)
     if swept:
         log.info("removed %d temporary file(s) left in %s by a deploy process that was killed", len(swept), folder)
@@ -76,7 +87,7 @@ def _running(pid: int) -> bool:
     return True
 
 
-def ensure_writable_dir(folder: Path, *, option: str = "--out-dir") -> Path:
+def ensure_writable_dir(folder: Path, *, option: str | None = None) -> Path:
     """Create `folder` if needed and prove we can write there, before any expensive work starts; `option` is the
     one that chose it, for the hint."""
     try:
@@ -86,7 +97,9 @@ def ensure_writable_dir(folder: Path, *, option: str = "--out-dir") -> Path:
     except OSError as exc:
         raise OutputNotWritable(
             f"cannot write to output folder {folder}: {exc.strerror or exc}",
-            hint=f"choose another folder with {option} or fix its permissions",
+            hint=f"choose another folder with {option} or fix its permissions"
+            if option
+            else "choose a folder you can write to, or fix its permissions",
         ) from exc
     sweep_stale(folder)
     return folder

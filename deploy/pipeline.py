@@ -19,6 +19,7 @@ from deploy.build import BuildConfig, BuildResult, build
 from deploy.environment import environment
 from deploy.errors import BadInput, ParityError, first_line
 from deploy.export import DEFAULT_MAX_BATCH, ExportConfig, ExportResult, export_model
+from deploy.files import ensure_writable_dir
 from deploy.harness.checks import check_int
 from deploy.harness.heldout import held_out_set
 from deploy.harness.interleaved import (
@@ -108,6 +109,7 @@ def run_pipeline(config: PipelineConfig, *, progress: Progress | None = None) ->
     say = progress or (lambda _message: None)
     check_settings(config.bench)
     check_calibration(config.calibration)  # a bad --calib-dir is refused before the export is written
+    ensure_writable_dir(config.reports_dir, option="--reports-dir")  # not found unwritable after all the work
     export = ExportConfig(
         model=config.model, weights=config.weights, out_dir=config.export_dir, max_batch=config.max_batch
     )

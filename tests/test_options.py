@@ -177,3 +177,20 @@ def test_pipeline_refuses_a_missing_calibration_folder_before_exporting(
     result = cli.invoke(app, ["pipeline", "lenet5", "--calib-dir", str(tmp_path / "nowhere")])
     _refused(result, BadInput.exit_code, "nowhere", "--calib-dir")
     assert not list(tmp_path.iterdir())
+
+
+def test_weights_are_compared_by_the_name_an_export_records_not_by_spelling(tmp_path: Path) -> None:
+    from deploy.zoo import get_spec
+    from deploy.zoo.weights import recorded_name
+
+    resnet50 = get_spec("resnet50")
+    assert recorded_name(resnet50, "DEFAULT") == "ResNet50_Weights.IMAGENET1K_V2"
+    assert recorded_name(resnet50, "IMAGENET1K_V1") == recorded_name(resnet50, "ResNet50_Weights.IMAGENET1K_V1")
+    assert recorded_name(resnet50, "Random") == "random"
+    checkpoint = tmp_path / "fine_tuned.pt"
+    assert recorded_name(resnet50, str(checkpoint)) == str(checkpoint.resolve())
+
+
+def test_build_weights_with_onnx_files_only_are_refused(cli: CliRunner, lenet5_export: ExportResult) -> None:
+    result = cli.invoke(app, ["build", str(lenet5_export.onnx_path), "--weights", "random"])
+    _refused(result, BadInput.exit_code, "--weights random", "no model was named")

@@ -131,7 +131,10 @@ def build(
             hint=f"add --int8, or drop {calibration_given}",
         )
     if chosen and "int8" not in chosen:
-        refuse_unused("to --int8", "add --int8", calib_method=method, high_precision=high_precision)
+        # FP16 calibrates too (its activation scan) but keeps no cache, so --recalibrate would change nothing.
+        refuse_unused(
+            "to --int8", "add --int8", calib_method=method, high_precision=high_precision, recalibrate=recalibrate
+        )
     if not verify:
         refuse_unused(
             "to the parity check, which --no-verify skips",

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from deploy.errors import BadInput
-from deploy.preprocessing import image_files, load_image, preprocess_batch
+from deploy.preprocessing import image_files, preprocess_batch, preprocess_files
 from deploy.samples import DEMO_CALIBRATION_PHOTOS, PHOTO_NAMES, digits_split, sample_photos
 from deploy.sidecar import Sidecar
 
@@ -45,7 +45,7 @@ def _folder(sidecar: Sidecar, folder: Path, count: int | None) -> HeldOutSet:
     files = image_files(folder)[0][:count]  # files that are not images are skipped, as in calibration folders
     if not files:
         raise BadInput(f"images folder {folder} holds no readable images", hint="add images, any Pillow format")
-    arrays = preprocess_batch([load_image(path) for path in files], sidecar.preprocessing)
+    arrays = preprocess_files(files, sidecar.preprocessing)
     names = tuple(str(path.relative_to(folder)) for path in files)
     return HeldOutSet(str(folder), arrays, names, _labels_from_folders(sidecar, folder, files))
 

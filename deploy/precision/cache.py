@@ -45,13 +45,6 @@ class CacheKey:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def onnxruntime_version() -> str:
-    """The ONNX Runtime both recipes calibrate through (ModelOpt drives ORT's calibrators)."""
-    import onnxruntime
-
-    return str(onnxruntime.__version__)
-
-
 def cache_path(directory: Path, model: str, key: CacheKey) -> Path:
     return directory / f"{model}.int8-{key.method}.{key.digest}.cache"
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from deploy.errors import BadInput
 from deploy.precision.cache import is_cache_file
-from deploy.preprocessing import Preprocessing, image_files, load_image, preprocess_batch
+from deploy.preprocessing import Preprocessing, image_files, preprocess_batch, preprocess_files
 from deploy.samples import DEMO_CALIBRATION_PHOTOS, SampleSet, digits_split, sample_photos
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def calibration_set(prep: Preprocessing, sample_set: SampleSet, config: Calibrat
     digest = _digest([(str(p.relative_to(folder)), _file_hash(p)) for p in chosen], prep)
 
     def load() -> np.ndarray:
-        return preprocess_batch([load_image(path) for path in chosen], prep)
+        return preprocess_files(chosen, prep)
 
     return CalibrationSet(str(folder), False, config.count, len(chosen), skipped, digest, tuple(warnings), load)
 

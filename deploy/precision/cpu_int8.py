@@ -29,9 +29,10 @@ import onnx
 
 from deploy.errors import ExportFailed
 from deploy.files import Staging, sweep_stale
-from deploy.precision.cache import CacheKey, onnxruntime_version, tensor_names
+from deploy.precision.cache import CacheKey, tensor_names
 from deploy.precision.calibration import Int8Source
 from deploy.precision.typing_info import quantized_nodes
+from deploy.sidecar import onnxruntime_version
 
 log = logging.getLogger(__name__)
 

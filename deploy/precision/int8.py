@@ -24,7 +24,6 @@ from deploy.precision.cache import (
     CorruptCache,
     activation_scales,
     cache_path,
-    onnxruntime_version,
     read_scales,
     tensor_names,
     write_scales,
@@ -32,6 +31,7 @@ from deploy.precision.cache import (
 from deploy.precision.calibration import Int8Source
 from deploy.precision.modelopt_run import modelopt_version, private_copy, quiet
 from deploy.precision.typing_info import quantized_nodes, unquantized_compute_nodes
+from deploy.sidecar import onnxruntime_version
 
 log = logging.getLogger(__name__)
 

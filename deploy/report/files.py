@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.files import Staging
+from deploy.files import Staging, ensure_writable_dir
 from deploy.report.markdown import report_markdown
 from deploy.report.model import Report
 
@@ -19,7 +19,7 @@ class ReportFiles:
 
 def write_report(report: Report, folder: Path, *, chart: bool = True) -> ReportFiles:
     """report.json, report.md and (with `chart`) report.png, all or nothing."""
-    folder.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(folder, option="--reports-dir")
     files = ReportFiles(folder / "report.md", folder / "report.json", folder / "report.png" if chart else None)
     with Staging() as staging:
         staging.path_for(files.json).write_text(report.to_json(), encoding="utf-8")

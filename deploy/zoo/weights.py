@@ -74,6 +74,22 @@ def load_model(spec: ModelSpec, weights: str | None = None) -> LoadedModel:
     return LoadedModel(spec=spec, module=module.eval(), source=source)
 
 
+def recorded_name(spec: ModelSpec, weights: str | None) -> str:
+    """The name an export with `--weights weights` records (WeightsInfo.argument), without building anything:
+    `DEFAULT` → `ResNet50_Weights.IMAGENET1K_V2`, a checkpoint → its resolved path. An unknown value stays as it is
+    (loading it is what reports why)."""
+    choice = spec.default_weights if weights is None else weights
+    if choice.lower() in ("random", "digits"):
+        return choice.lower()
+    if _looks_like_path(choice):
+        return str(Path(choice).resolve())
+    if spec.weights_enum is None:
+        return choice
+    enum = torchvision.models.get_model_weights(spec.name)
+    member = choice.split(".", 1)[1] if choice.startswith(f"{enum.__name__}.") else choice
+    return f"{enum.__name__}.{enum[member].name}" if member in enum.__members__ else choice
+
+
 def _looks_like_path(choice: str) -> bool:
     return os.sep in choice or "/" in choice or choice.endswith(_CHECKPOINT_SUFFIXES) or Path(choice).exists()
 
