@@ -116,6 +116,15 @@ def _torch_level() -> CpuIsa:
     return CpuIsa("unknown", "torch cpuinfo found no AVX2")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: `taskset`, `docker --cpuset-cpus`), not the host's count
+    that os.cpu_count() reports. A CFS quota (`docker --cpus`) is not visible here; pass --threads there."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
@@ -139,7 +148,7 @@ def environment(threads: int, versions: dict[str, str], gpu: str | None = None) 
     return {
         "cpu": cpu_name(),
         "isa": cpu_isa().level,
-        "cores": os.cpu_count(),
+        "cores": usable_cores(),
         "threads": threads,
         "gpu": gpu,
         "platform": platform.platform(),

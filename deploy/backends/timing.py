@@ -7,14 +7,15 @@ TensorRT timer adds CUDA events. Eager PyTorch and ONNX Runtime get the same thr
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
 import numpy as np
+
+from deploy.environment import usable_cores
 
 
 class Infers(Protocol):
@@ -28,7 +29,7 @@ class BenchConfig:
     iterations: int = 50
     warmup_s: float = 0.5
     min_duration_s: float = 1.0
-    threads: int = max(1, os.cpu_count() or 1)
+    threads: int = field(default_factory=usable_cores)
 
 
 @dataclass(frozen=True)

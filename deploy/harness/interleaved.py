@@ -14,7 +14,6 @@ each plan and eager CUDA get trtexec-style CUDA-event timings (H2D, compute, D2H
 from __future__ import annotations
 
 import contextlib
-import os
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,7 +34,7 @@ from deploy.backends.timing import (
     rotating_feeds,
     warm_up,
 )
-from deploy.environment import cpu_name
+from deploy.environment import cpu_name, usable_cores
 from deploy.errors import BadInput, MissingDependency
 from deploy.harness.checks import MAX_BATCH, check_float, check_int
 from deploy.harness.eager import eager_runner
@@ -61,7 +60,7 @@ class InterleavedConfig:
     # None: 1 and 8, where every artifact takes them (a static export: its own batch). Given batches must fit
     # every artifact's batch range, or the run is refused before any work.
     batches: tuple[int, ...] | None = None
-    threads: int = max(1, os.cpu_count() or 1)
+    threads: int = field(default_factory=usable_cores)
     duration_s: float = 5.0  # per batch size, all runners together
     warmup_s: float = 0.5
     per_round: int = 5
@@ -169,7 +168,7 @@ def bench(
                 results.append(BatchResult(batch, latency, speedup, gpu))
     finally:
         torch.set_num_threads(previous)
-    return InterleavedResult(first.model, config.threads, cpu_name(), os.cpu_count(), tuple(results))
+    return InterleavedResult(first.model, config.threads, cpu_name(), usable_cores(), tuple(results))
 
 
 def check_settings(config: InterleavedConfig) -> None:
@@ -179,7 +178,7 @@ def check_settings(config: InterleavedConfig) -> None:
             raise BadInput(f"--batch {list(config.batches)} must be positive batch sizes", hint="e.g. --batch 1,8")
         check_int("--batch", max(config.batches), low=1, high=MAX_BATCH, example="1,8")
     # More threads than cores times contention between spin-waiting workers, not the model.
-    check_int("--threads", config.threads, low=1, high=max(1, os.cpu_count() or 1), example=1)
+    check_int("--threads", config.threads, low=1, high=usable_cores(), example=1)
     check_float("--duration", config.duration_s, low=0.0, open_low=True, high=MAX_DURATION_S, example=3)
     check_float("warmup_s", config.warmup_s, low=0.0, high=MAX_DURATION_S, example=0.5)
     check_int("per_round", config.per_round, low=1, high=MAX_ROUNDS, example=5)
