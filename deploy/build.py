@@ -223,6 +223,7 @@ def _resolve_sources(config: BuildConfig, say: Progress) -> tuple[list[Path], li
             from deploy.export import ExportConfig, export_model
 
             say(f"no {candidate}: exporting {name} first")
+            ensure_writable_dir(config.export_dir, option="--export-dir")
             export_config = ExportConfig(model=name, weights=config.weights, out_dir=config.export_dir)
             candidate = export_model(export_config, progress=say).onnx_path
             exported.append(candidate)

@@ -94,7 +94,7 @@ def export_model(config: ExportConfig, *, progress: Progress | None = None) -> E
     _validate(config)
     spec = get_spec(config.model)
     _check_samples(spec.sample_set, config)
-    out_dir = ensure_writable_dir(config.out_dir)
+    out_dir = ensure_writable_dir(config.out_dir, option="--out-dir")  # `deploy export`; callers check their own
     started = time.perf_counter()
 
     say(f"loading {spec.name} ({config.weights or spec.default_weights} weights)")

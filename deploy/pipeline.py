@@ -109,7 +109,10 @@ def run_pipeline(config: PipelineConfig, *, progress: Progress | None = None) ->
     say = progress or (lambda _message: None)
     check_settings(config.bench)
     check_calibration(config.calibration)  # a bad --calib-dir is refused before the export is written
-    ensure_writable_dir(config.reports_dir, option="--reports-dir")  # not found unwritable after all the work
+    # Every folder the pipeline writes, before its work: an unwritable one is not found after minutes of it.
+    ensure_writable_dir(config.reports_dir, option="--reports-dir")
+    for folder in (config.export_dir, config.engines_dir):
+        ensure_writable_dir(folder)
     export = ExportConfig(
         model=config.model, weights=config.weights, out_dir=config.export_dir, max_batch=config.max_batch
     )
