@@ -116,3 +116,23 @@ def _host_tag() -> str:
     from deploy.files import scratch_prefix
 
     return scratch_prefix("x").split(".")[2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
+def test_a_signal_during_triton_leaves_the_repository_as_it_was(
+    signum: int, resnet18_export: ExportResult, tmp_path: Path
+) -> None:
+    """resnet18's 45 MB copy gives the signal a window; lenet5's copy is over in milliseconds."""
+    repo = tmp_path / "repo"
+    command = [DEPLOY, "triton", str(resnet18_export.onnx_path), "--repo", str(repo)]
+    code, stderr, staged = _signal_when_staged(command, tmp_path, "triton-model", signum)
+    assert not repo.exists() or not [p for p in repo.iterdir() if not p.name.startswith(".deploy-tmp.")]
+    if signum == signal.SIGKILL:
+        assert any(p.exists() for p in staged)
+        again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+        assert again.returncode == 0, again.stderr
+        assert (repo / "resnet18" / "1" / "model.onnx").is_file()
+    else:
+        assert code == EXITS[signum], stderr
+    assert not list(tmp_path.rglob(".deploy-tmp.*"))
