@@ -91,7 +91,6 @@ class ExportResult:
 def export_model(config: ExportConfig, *, progress: Progress | None = None) -> ExportResult:
     """Export one zoo model; nothing is left on disk unless every check passed (or was waived by verify=False)."""
     say = progress or (lambda _message: None)
-    _validate(config)
     spec = get_spec(config.model)
     _check_samples(spec.sample_set, config)
     out_dir = ensure_writable_dir(config.out_dir, option="--out-dir")  # `deploy export`; callers check their own

@@ -26,7 +26,6 @@ from deploy.harness.interleaved import (
     InterleavedConfig,
     InterleavedResult,
     bench,
-    check_settings,
     onnxruntime_overhead,
 )
 from deploy.harness.peers import Peer
@@ -107,7 +106,6 @@ class PipelineResult:
 
 def run_pipeline(config: PipelineConfig, *, progress: Progress | None = None) -> PipelineResult:
     say = progress or (lambda _message: None)
-    check_settings(config.bench)
     check_calibration(config.calibration)  # a bad --calib-dir is refused before the export is written
     # Every folder the pipeline writes, before its work: an unwritable one is not found after minutes of it.
     ensure_writable_dir(config.reports_dir, option="--reports-dir")

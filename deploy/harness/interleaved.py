@@ -125,7 +125,6 @@ def bench(
     say = progress or (lambda _message: None)
     if not config.artifacts:
         raise BadInput("no artifacts to time", hint="pass export/MODEL.onnx or engines/MODEL.PRECISION.onnx files")
-    check_settings(config)
     sidecars = {path: load_sidecar(path) for path in config.artifacts}
     models = {sidecar.model for sidecar in sidecars.values()}
     if len(models) != 1:
