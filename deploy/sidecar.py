@@ -45,8 +45,14 @@ class WeightsInfo:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WeightsInfo:
-        rest = {k: v for k, v in data.items() if k not in ("kind", "name")}
-        return cls(str(data["kind"]), str(data["name"]), rest)
+        fields = cls.fields_of(data)
+        return cls(str(fields["kind"]), str(fields["name"]), fields["detail"])
+
+    @staticmethod
+    def fields_of(data: dict[str, Any]) -> dict[str, Any]:
+        """The flat JSON record as this class's fields (what it records besides kind and name is `detail`)."""
+        detail = {k: v for k, v in data.items() if k not in ("kind", "name")}
+        return {"kind": data.get("kind"), "name": data.get("name"), "detail": detail}
 
 
 @dataclass(frozen=True)
@@ -125,14 +131,22 @@ class PrecisionInfo:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PrecisionInfo:
-        names = {f.name for f in dataclasses.fields(cls)} - {"details", "calibration", "warnings"}
-        calibration = data.get("calibration")
+        fields = cls.fields_of(data)
+        calibration = fields.get("calibration")
         return cls(
-            **{k: v for k, v in data.items() if k in names},
-            calibration=None if calibration is None else CalibrationInfo(**calibration),
-            warnings=tuple(data.get("warnings", ())),
-            details={k: v for k, v in data.items() if k not in names | {"calibration", "warnings"}},
+            **fields
+            | {
+                "calibration": None if calibration is None else CalibrationInfo(**calibration),
+                "warnings": tuple(fields.get("warnings", ())),
+            }
         )
+
+    @staticmethod
+    def fields_of(data: dict[str, Any]) -> dict[str, Any]:
+        """The flat JSON record as this class's fields: every key that is not a field goes into `details`."""
+        names = {f.name for f in dataclasses.fields(PrecisionInfo)} - {"details"}
+        details = {k: v for k, v in data.items() if k not in names}
+        return {k: v for k, v in data.items() if k in names} | {"details": details}
 
 
 @dataclass(frozen=True)
@@ -241,16 +255,9 @@ def _layout(data: Any) -> Any:
     data = {"simplifier": {}, "versions": {}, "export_seconds": 0.0, "created_at": "", "parity": None} | data
     weights, precision = data.get("weights"), data.get("precision")
     if isinstance(weights, dict):
-        data["weights"] = {
-            "kind": weights.get("kind"),
-            "name": weights.get("name"),
-            "detail": {k: v for k, v in weights.items() if k not in ("kind", "name")},
-        }
+        data["weights"] = WeightsInfo.fields_of(weights)
     if isinstance(precision, dict):
-        names = {f.name for f in dataclasses.fields(PrecisionInfo)} - {"details"}
-        data["precision"] = {k: v for k, v in precision.items() if k in names} | {
-            "details": {k: v for k, v in precision.items() if k not in names}
-        }
+        data["precision"] = PrecisionInfo.fields_of(precision)
     if "label" not in data:
         data["label"] = _old_label(data)
     return data | {"schema": SCHEMA}
