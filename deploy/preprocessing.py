@@ -123,13 +123,21 @@ def image_files(folder: Path) -> tuple[list[Path], int]:
     except OSError as exc:
         raise BadInput(f"image folder {folder} cannot be read ({exc})", hint="check its permissions") from exc
     for path in candidates:
-        try:
-            with Image.open(path) as image:
-                image.verify()
+        if is_readable_image(path):
             images.append(path)
-        except Exception:  # Pillow raises many types for non-images and damaged files alike
+        else:
             skipped += 1
     return images, skipped
+
+
+def is_readable_image(path: Path) -> bool:
+    """Pillow recognises the file and its structure checks out (headers only; nothing is decoded)."""
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except Exception:  # Pillow raises many types for non-images and damaged files alike
+        return False
+    return True
 
 
 def to_color(image: Image.Image, color: Literal["RGB", "L"]) -> Image.Image:

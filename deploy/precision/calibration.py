@@ -19,7 +19,7 @@ from PIL import Image
 
 from deploy.errors import BadInput
 from deploy.precision.cache import is_cache_file
-from deploy.preprocessing import Preprocessing, image_files, preprocess_batch, preprocess_files
+from deploy.preprocessing import Preprocessing, image_files, is_readable_image, preprocess_batch, preprocess_files
 from deploy.samples import DEMO_CALIBRATION_PHOTOS, SampleSet, digits_split, sample_photos
 
 log = logging.getLogger(__name__)
@@ -105,20 +105,11 @@ def _has_image(folder: Path) -> bool:
     """Whether any file below `folder` is a readable image; stops at the first (image_files verifies them all)."""
     try:
         for path in folder.rglob("*"):
-            if path.is_file() and not path.name.startswith(".") and _readable_image(path):
+            if path.is_file() and not path.name.startswith(".") and is_readable_image(path):
                 return True
     except OSError as exc:
         raise BadInput(f"calibration folder {folder} cannot be read ({exc})", hint="check its permissions") from exc
     return False
-
-
-def _readable_image(path: Path) -> bool:
-    try:
-        with Image.open(path) as image:
-            image.verify()
-    except Exception:  # Pillow raises many types for non-images and damaged files alike
-        return False
-    return True
 
 
 def calibration_set(prep: Preprocessing, sample_set: SampleSet, config: CalibrationConfig) -> CalibrationSet:
