@@ -20,7 +20,6 @@ from deploy.environment import environment
 from deploy.errors import BadInput, ParityError, first_line
 from deploy.export import DEFAULT_MAX_BATCH, ExportConfig, ExportResult, export_model
 from deploy.files import ensure_writable_dir
-from deploy.harness.checks import check_int
 from deploy.harness.heldout import held_out_set
 from deploy.harness.interleaved import (
     InterleavedConfig,
@@ -77,7 +76,6 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         """Every setting refused before the export starts (the bench settings check themselves)."""
         check_judging(self.count, self.overrides)
-        check_int("--calib-count", self.calibration.count, low=1, example=500)
         if self.cpu_method not in get_args(Method):
             raise BadInput(
                 f"--cpu-calib-method {self.cpu_method!r} is unknown", hint="choose entropy, max or percentile"

@@ -84,7 +84,6 @@ def build(
     from deploy.build import build as run_build
     from deploy.cli.options import check_tolerances, refuse_unused
     from deploy.errors import BadInput
-    from deploy.harness.checks import check_int
     from deploy.harness.verify import ParityCheck
     from deploy.precision.calibration import DEFAULT_DIR, CalibrationConfig
     from deploy.sidecar import PRECISIONS
@@ -147,7 +146,6 @@ def build(
     _check_plan_numbers(workspace, builder_opt_level)
     calibration = CalibrationConfig(directory=calib_dir or DEFAULT_DIR, explicit=calib_dir is not None)
     if calib_count is not None:
-        check_int("--calib-count", calib_count, low=1, example=500)
         calibration = dataclasses.replace(calibration, count=calib_count)
     config = BuildConfig(
         sources=tuple(sources or ()),

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from deploy.errors import BadInput
+from deploy.harness.checks import check_int
 from deploy.precision.cache import is_cache_file
 from deploy.preprocessing import Preprocessing, image_files, is_readable_image, preprocess_batch, preprocess_files
 from deploy.samples import DEMO_CALIBRATION_PHOTOS, SampleSet, digits_split, sample_photos
@@ -35,6 +36,9 @@ class CalibrationConfig:
     directory: Path = DEFAULT_DIR
     count: int = DEFAULT_COUNT
     explicit: bool = False  # the user named the folder: an empty or unreadable one is an error, not a fallback
+
+    def __post_init__(self) -> None:
+        check_int("--calib-count", self.count, low=1, example=DEFAULT_COUNT)
 
 
 @dataclass(frozen=True)
@@ -75,8 +79,6 @@ def check_calibration(config: CalibrationConfig) -> None:
     A named folder (--calib-dir) must be a folder holding at least one readable image; the default folder may be
     missing (the demo set steps in) but not a file, since it also holds the calibration caches.
     """
-    if config.count < 1:
-        raise BadInput(f"--calib-count {config.count} must be at least 1", hint="pass --calib-count 500")
     folder = config.directory
     if config.explicit:
         if not folder.exists():
