@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from deploy.customization import Customization
 from deploy.errors import BadInput, MissingDependency, ParityError
 from deploy.files import Staging, ensure_writable_dir, scratch_dir, sha256_file
+from deploy.harness.heldout import demo_set
 from deploy.harness.verify import ArtifactVerdict, Judge, ParityCheck, verdict_record
 from deploy.precision.calibration import CalibrationConfig, CalibrationSet, calibration_set, check_calibration
 from deploy.precision.int8 import HighPrecision
@@ -50,6 +52,7 @@ class BuildConfig:
     high_precision: HighPrecision = "fp32"
     recalibrate: bool = False
     weights: str | None = None  # for models exported on demand (None: the model's default weights)
+    custom: Customization = field(default_factory=Customization)  # a fine-tune's head and preprocessing, likewise
     compile: bool | None = None  # None: for every target usable here; False: typed ONNX only; True: or fail
     options: tuple[TargetOptions, ...] = ()  # per-target compile options (TensorRT's PlanOptions, ...)
     # Each artifact is judged against eager PyTorch before it is published; None (--no-verify) skips that.
@@ -152,8 +155,8 @@ def _check(config: BuildConfig) -> tuple[Target, ...]:
                 )
     if {"fp16", "int8"} & set(config.precisions):  # before a model is exported or a folder created
         check_calibration(config.calibration)
-    if config.weights is not None:
-        _check_weights(config, config.weights)
+    if config.weights is not None or config.custom != Customization():
+        _check_weights(config)
     return targets
 
 
@@ -189,9 +192,7 @@ def _typed_labels(
 def _calibration(sidecar: Sidecar, config: BuildConfig, warnings: list[str]) -> CalibrationSet | None:
     if not {"fp16", "int8"} & set(config.precisions):
         return None
-    from deploy.zoo import get_spec
-
-    calib = calibration_set(sidecar.preprocessing, get_spec(sidecar.model).sample_set, config.calibration)
+    calib = calibration_set(sidecar.preprocessing, demo_set(sidecar), config.calibration)
     warnings.extend(w for w in calib.warnings if w not in warnings)
     return calib
 
@@ -224,38 +225,60 @@ def _resolve_sources(config: BuildConfig, say: Progress) -> tuple[list[Path], li
 
             say(f"no {candidate}: exporting {name} first")
             ensure_writable_dir(config.export_dir, option="--export-dir")
-            export_config = ExportConfig(model=name, weights=config.weights, out_dir=config.export_dir)
+            export_config = ExportConfig(
+                model=name, weights=config.weights, out_dir=config.export_dir, custom=config.custom
+            )
             candidate = export_model(export_config, progress=say).onnx_path
             exported.append(candidate)
         sources.append(candidate)
     return sources, exported
 
 
-def _check_weights(config: BuildConfig, weights: str) -> None:
-    """--weights applies to the models build exports itself: refused with ONNX files only, and refused where the
-    existing export holds other weights (it would be built in their place, silently)."""
+def _check_weights(config: BuildConfig) -> None:
+    """--weights and the fine-tune options apply to the models build exports itself: refused with ONNX files only,
+    and refused where the existing export holds other weights, head or preprocessing (it would be built in their
+    place, silently)."""
     from deploy.zoo import get_spec
     from deploy.zoo.weights import recorded_name
 
+    given = " ".join(([f"--weights {config.weights}"] if config.weights else []) + list(config.custom.given_options))
     names = [s for s in config.sources if not (s.endswith(".onnx") or Path(s).is_file())]
     if not names:
         raise BadInput(
-            f"--weights {weights} applies to a model build exports itself, and no model was named",
-            hint="name the model instead (`deploy build MODEL --weights W`), or drop --weights",
+            f"{given} applies to a model build exports itself, and no model was named",
+            hint=f"name the model instead (`deploy build MODEL {given}`), or drop {given}",
         )
     for name in names:
         spec = get_spec(name)
         export = config.export_dir / f"{spec.name}.onnx"
         if not export.is_file():
             continue
-        recorded = load_sidecar(export, check_hash=False).weights.argument
-        wanted = recorded_name(spec, weights)
-        if wanted != recorded and Path(wanted).resolve() != Path(recorded).resolve():
+        sidecar = load_sidecar(export, check_hash=False)
+        differences = _custom_differences(config.custom, sidecar)
+        if config.weights is not None:
+            recorded = sidecar.weights.argument
+            wanted = recorded_name(spec, config.weights)
+            if wanted != recorded and Path(wanted).resolve() != Path(recorded).resolve():
+                differences.insert(0, f"weights {recorded}")
+        if differences:
             out = "" if config.export_dir == Path("export") else f" --out-dir {config.export_dir}"
             raise BadInput(
-                f"{export} was exported with weights {recorded}, not --weights {weights}",
-                hint=f"re-export it: deploy export {spec.name} --weights {weights}{out}; or drop --weights",
+                f"{export} was exported with {', '.join(differences)}, not {given}",
+                hint=f"re-export it: deploy export {spec.name} {given}{out}; or drop {given}",
             )
+
+
+def _custom_differences(custom: Customization, sidecar: Sidecar) -> list[str]:
+    """What an export recorded that the fine-tune options given to build would change."""
+    differences = []
+    classes = sidecar.outputs[0].shape[-1]
+    if custom.classes is not None and custom.classes != classes:
+        differences.append(f"{classes} classes")
+    if custom.labels is not None and custom.labels != sidecar.labels:
+        differences.append(f"labels from {sidecar.labels_source or 'the model'}")
+    if custom.changes_preprocessing and custom.preprocessing(sidecar.preprocessing) != sidecar.preprocessing:
+        differences.append(f"preprocessing {sidecar.preprocessing}")
+    return differences
 
 
 def _typed(

@@ -20,6 +20,7 @@ from PIL import Image
 from deploy import __version__
 from deploy.backends.base import TensorMeta
 from deploy.backends.torch_runner import TorchRunner
+from deploy.customization import Customization
 from deploy.errors import BadInput, ExportFailed, ParityError, first_line
 from deploy.files import Staging, ensure_writable_dir, sha256_file
 from deploy.harness.checks import MAX_BATCH, check_int
@@ -28,6 +29,7 @@ from deploy.preprocessing import preprocess_batch
 from deploy.samples import SampleSet, sample_count, samples_for
 from deploy.sidecar import (
     BatchRange,
+    HeadInfo,
     Sidecar,
     TensorInfo,
     WeightsInfo,
@@ -66,6 +68,7 @@ class ExportConfig:
     tolerance: Tolerance = field(default_factory=lambda: DEFAULT_TOLERANCES["fp32"])
     parity_samples: int = 8
     name: str | None = None  # file stem; defaults to the model name
+    custom: Customization = field(default_factory=Customization)  # a fine-tune's classes, labels, preprocessing
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -97,7 +100,7 @@ def export_model(config: ExportConfig, *, progress: Progress | None = None) -> E
     started = time.perf_counter()
 
     say(f"loading {spec.name} ({config.weights or spec.default_weights} weights)")
-    loaded = load_model(spec, config.weights)
+    loaded = load_model(spec, config.weights, config.custom)
 
     say(f"exporting with torch.export (opset {config.opset}, {_batch_text(config)})")
     raw = _torch_export(loaded, config)
@@ -110,7 +113,7 @@ def export_model(config: ExportConfig, *, progress: Progress | None = None) -> E
     onnx_path, json_path = out_dir / f"{stem}.onnx", out_dir / f"{stem}.json"
     samples = samples_for(spec.sample_set, config.parity_samples)
     feeds = list(_parity_feeds(loaded, config, [sample.image for sample in samples]))
-    input_meta = (TensorMeta(spec.input_name, _input_shape(config, spec.input_shape), "float32"),)
+    input_meta = (TensorMeta(spec.input_name, _input_shape(config, loaded.input_shape), "float32"),)
 
     with Staging() as staging:
         onnx_tmp = staging.path_for(onnx_path)
@@ -174,6 +177,7 @@ def export_model(config: ExportConfig, *, progress: Progress | None = None) -> E
             export_seconds=round(time.perf_counter() - started, 3),
             created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             parity=None if parity is None else parity.to_dict(),
+            head=HeadInfo(str(spec.head), loaded.num_classes) if loaded.head_replaced and loaded.num_classes else None,
         )
         if parity is not None and not parity:
             raise ParityError(
@@ -243,7 +247,7 @@ def _torch_export(loaded: LoadedModel, config: ExportConfig) -> onnx.ModelProto:
     # An example batch of 2: torch.export specialises a dimension whose example value is 1.
     batch_range = config.batch_range
     example_batch = batch_range.max if not batch_range.dynamic else min(2, batch_range.max)
-    example = torch.randn(example_batch, *spec.input_shape)
+    example = torch.randn(example_batch, *loaded.input_shape)
     dynamic_shapes = None
     if not config.static:
         batch = torch.export.Dim(BATCH_DIM, min=1, max=max(batch_range.max, 2))

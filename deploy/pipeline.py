@@ -16,11 +16,12 @@ import numpy as np
 from deploy.backends.base import Runner
 from deploy.backends.timing import Overhead
 from deploy.build import BuildConfig, BuildResult, build
+from deploy.customization import Customization
 from deploy.environment import environment
 from deploy.errors import BadInput, ParityError, first_line
 from deploy.export import DEFAULT_MAX_BATCH, ExportConfig, ExportResult, export_model
 from deploy.files import ensure_writable_dir
-from deploy.harness.heldout import held_out_set
+from deploy.harness.heldout import demo_set, held_out_set
 from deploy.harness.interleaved import (
     InterleavedConfig,
     InterleavedResult,
@@ -54,6 +55,7 @@ Progress = Callable[[str], None]
 class PipelineConfig:
     model: str
     weights: str | None = None
+    custom: Customization = field(default_factory=Customization)  # a fine-tune's classes, labels, preprocessing
     export_dir: Path = Path("export")
     engines_dir: Path = Path("engines")
     reports_dir: Path = Path("reports")
@@ -110,7 +112,11 @@ def run_pipeline(config: PipelineConfig, *, progress: Progress | None = None) ->
     for folder in (config.export_dir, config.engines_dir):
         ensure_writable_dir(folder)
     export = ExportConfig(
-        model=config.model, weights=config.weights, out_dir=config.export_dir, max_batch=config.max_batch
+        model=config.model,
+        weights=config.weights,
+        out_dir=config.export_dir,
+        max_batch=config.max_batch,
+        custom=config.custom,
     )
     exported = export_model(export, progress=say)
     builds = [build(recipe, progress=say) for recipe in _recipes(config, exported.onnx_path)]
@@ -242,10 +248,7 @@ def _peers(
         tolerance = tolerance_for(peer.precision, sidecar.weights.kind, config.overrides)
         try:
             if peer.kind == "nncf" and images is None:
-                from deploy.zoo import get_spec
-
-                spec = get_spec(sidecar.model)
-                images = calibration_set(sidecar.preprocessing, spec.sample_set, config.calibration).arrays()
+                images = calibration_set(sidecar.preprocessing, demo_set(sidecar), config.calibration).arrays()
             runner = peer.runner(sidecar, exported, config.bench.threads, images)
             with runner:
                 source = str(exported) if peer.source == "fp32" else sidecar.model

@@ -6,8 +6,11 @@ center crop, scale to [0, 1], normalize. Same arithmetic, so eager and deployed 
 
 from __future__ import annotations
 
+import glob
 import math
+import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -128,6 +131,32 @@ def image_files(folder: Path) -> tuple[list[Path], int]:
         else:
             skipped += 1
     return images, skipped
+
+
+def iter_files(folder: Path) -> Iterator[Path]:
+    """The files `image_files` considers (recursive, no dot-files, symlinked folders not entered), in the same
+    order as sorted(folder.rglob("*")), listing one folder at a time: nothing but that folder's names is held."""
+    try:
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)  # name order within a folder = Path order overall
+    except OSError as exc:
+        raise BadInput(f"image folder {folder} cannot be read ({exc})", hint="check its permissions") from exc
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            yield from iter_files(Path(entry.path))
+        elif not entry.name.startswith(".") and entry.is_file():
+            yield Path(entry.path)
+
+
+def is_glob(text: str) -> bool:
+    """Whether `text` is a glob pattern (`*`, `?` or `[...]`) rather than a plain path."""
+    return glob.has_magic(text)
+
+
+def glob_files(pattern: str) -> list[Path]:
+    """The files a glob pattern matches (`**` spans folders; folders it matches are not entered), sorted."""
+    matches = glob.iglob(os.path.expanduser(pattern), recursive=True)
+    return sorted(path for path in map(Path, matches) if path.is_file())
 
 
 def is_readable_image(path: Path) -> bool:

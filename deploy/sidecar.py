@@ -56,6 +56,18 @@ class WeightsInfo:
 
 
 @dataclass(frozen=True)
+class HeadInfo:
+    """The classifier head a fine-tune replaced (torchvision's recipe): the layer, and its number of classes."""
+
+    layer: str
+    num_classes: int
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes must be at least 1, got {self.num_classes}")
+
+
+@dataclass(frozen=True)
 class ArtifactLabel:
     """What an artifact is — carried from build to report so nothing re-parses it from a file name."""
 
@@ -215,6 +227,7 @@ class Sidecar:
     extra: dict[str, Any] = field(default_factory=dict)
     label: ArtifactLabel = field(default_factory=ArtifactLabel)
     target: TargetInfo | None = None
+    head: HeadInfo | None = None  # None: the architecture's own head (its registered number of classes)
 
     @property
     def precision_name(self) -> str:

@@ -16,7 +16,7 @@ import deploy
 # Bottom first. A package or module named here holds everything under it.
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors", "environment", "lazy", "files", "codec", "validation"}),
-    frozenset({"preprocessing", "simplify", "samples", "sidecar"}),
+    frozenset({"preprocessing", "simplify", "samples", "sidecar", "customization"}),
     frozenset({"zoo", "backends", "targets", "serving"}),
     frozenset({"harness", "doctor"}),
     frozenset({"export", "report"}),

@@ -87,10 +87,9 @@ def test_checkpoint_for_another_architecture_names_missing_and_unexpected_keys(t
 
 
 def test_checkpoint_with_wrong_shapes_names_the_mismatch(tmp_path: Path) -> None:
-    state = _random_lenet_state()
-    state["classifier.5.weight"] = torch.zeros(5, 84)
-    state["classifier.5.bias"] = torch.zeros(5)
-    path = tmp_path / "five_classes.pt"
+    state = _random_lenet_state()  # a head of another size is a fine-tune (tests/test_custom.py); a body is not
+    state["classifier.3.weight"] = torch.zeros(42, 120)
+    path = tmp_path / "wider_layer.pt"
     torch.save(state, path)
     with pytest.raises(WeightsError, match="size mismatch"):
         load_model(get_spec("lenet5"), str(path))

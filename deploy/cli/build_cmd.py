@@ -9,7 +9,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from deploy.cli.options import MIN_COSINE, MIN_TOP1
+from deploy.cli.options import (
+    INPUT_SIZE,
+    INTERPOLATION,
+    LABELS,
+    MEAN,
+    MIN_COSINE,
+    MIN_TOP1,
+    NUM_CLASSES,
+    RESIZE_SIZE,
+    STD,
+)
 from deploy.cli.output import print_json, progress_printer, stderr, stdout
 
 if TYPE_CHECKING:
@@ -45,6 +55,13 @@ def build(
     weights: str | None = typer.Option(
         None, "--weights", "-w", help="Weights for a model exported on demand (as for `deploy export`)."
     ),
+    num_classes: int | None = NUM_CLASSES,
+    labels: Path | None = LABELS,
+    input_size: int | None = INPUT_SIZE,
+    resize_size: int | None = RESIZE_SIZE,
+    mean: str | None = MEAN,
+    std: str | None = STD,
+    interpolation: str | None = INTERPOLATION,
     compile_: bool | None = typer.Option(
         None,
         "--compile/--no-compile",
@@ -82,7 +99,7 @@ def build(
 
     from deploy.build import BuildConfig
     from deploy.build import build as run_build
-    from deploy.cli.options import check_tolerances, refuse_unused
+    from deploy.cli.options import check_tolerances, customization, refuse_unused
     from deploy.errors import BadInput
     from deploy.harness.verify import ParityCheck
     from deploy.precision.calibration import DEFAULT_DIR, CalibrationConfig
@@ -158,6 +175,15 @@ def build(
         high_precision=high_precision or "fp32",  # type: ignore[arg-type]
         recalibrate=recalibrate,
         weights=weights,
+        custom=customization(
+            num_classes=num_classes,
+            labels=labels,
+            input_size=input_size,
+            resize_size=resize_size,
+            mean=mean,
+            std=std,
+            interpolation=interpolation,
+        ),
         verify=ParityCheck(images, count, check_tolerances(min_cosine=min_cosine, min_top1=min_top1))
         if verify
         else None,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from deploy.cli.options import INPUT_SIZE, INTERPOLATION, LABELS, MEAN, NUM_CLASSES, RESIZE_SIZE, STD
 from deploy.cli.output import print_json, progress_printer, stdout
 
 
@@ -16,9 +17,16 @@ def export(
         None,
         "--weights",
         "-w",
-        help="torchvision weights name (DEFAULT, IMAGENET1K_V1, …), a checkpoint PATH, "
-        "or 'random'. Default: the model's pretrained weights, or random where none exist.",
+        help="torchvision weights name (DEFAULT, IMAGENET1K_V1, …), a checkpoint PATH (a state_dict, e.g. "
+        "your fine-tune), or 'random'. Default: the model's pretrained weights, or random where none exist.",
     ),
+    num_classes: int | None = NUM_CLASSES,
+    labels: Path | None = LABELS,
+    input_size: int | None = INPUT_SIZE,
+    resize_size: int | None = RESIZE_SIZE,
+    mean: str | None = MEAN,
+    std: str | None = STD,
+    interpolation: str | None = INTERPOLATION,
     out_dir: Path = typer.Option(Path("export"), "--out-dir", "-o", help="Folder for the .onnx and .json."),
     opset: int = typer.Option(20, "--opset", help="ONNX opset (18-23)."),
     max_batch: int | None = typer.Option(
@@ -35,8 +43,9 @@ def export(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the sidecar as JSON on stdout."),
 ) -> None:
-    """Export a zoo model to ONNX with a sidecar, simplify it and prove it matches eager PyTorch."""
-    from deploy.cli.options import refuse_unused
+    """Export a zoo model (or your fine-tune of one) to ONNX with a sidecar, simplify it and prove it matches eager
+    PyTorch."""
+    from deploy.cli.options import customization, refuse_unused
     from deploy.export import ExportConfig, export_model
     from deploy.harness.compare import DEFAULT_TOLERANCES, with_overrides
 
@@ -56,6 +65,15 @@ def export(
         verify=verify,
         tolerance=with_overrides(DEFAULT_TOLERANCES["fp32"], atol=atol, rtol=rtol),
         parity_samples=8 if samples is None else samples,
+        custom=customization(
+            num_classes=num_classes,
+            labels=labels,
+            input_size=input_size,
+            resize_size=resize_size,
+            mean=mean,
+            std=std,
+            interpolation=interpolation,
+        ),
     )
     result = export_model(config, progress=progress_printer(ctx))
     if as_json:

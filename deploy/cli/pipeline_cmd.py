@@ -8,7 +8,19 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from deploy.cli.options import ATOL, MIN_COSINE, MIN_TOP1, RTOL
+from deploy.cli.options import (
+    ATOL,
+    INPUT_SIZE,
+    INTERPOLATION,
+    LABELS,
+    MEAN,
+    MIN_COSINE,
+    MIN_TOP1,
+    NUM_CLASSES,
+    RESIZE_SIZE,
+    RTOL,
+    STD,
+)
 from deploy.cli.output import progress_printer, stderr, stdout
 
 if TYPE_CHECKING:
@@ -19,6 +31,13 @@ def pipeline(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="Architecture name (see `deploy list`)."),
     weights: str | None = typer.Option(None, "--weights", "-w", help="As for `deploy export`."),
+    num_classes: int | None = NUM_CLASSES,
+    labels: Path | None = LABELS,
+    input_size: int | None = INPUT_SIZE,
+    resize_size: int | None = RESIZE_SIZE,
+    mean: str | None = MEAN,
+    std: str | None = STD,
+    interpolation: str | None = INTERPOLATION,
     calib_dir: Path | None = typer.Option(None, "--calib-dir", help="Calibration images (default: calibration/)."),
     calib_count: int = typer.Option(500, "--calib-count", help="How many calibration images."),
     images: Path | None = typer.Option(None, "--images", help="Held-out images for verification and timing."),
@@ -49,7 +68,7 @@ def pipeline(
     """Export, build FP32/FP16/INT8 (entropy, max, CPU), verify against eager, time all interleaved, report."""
     import dataclasses
 
-    from deploy.cli.options import check_tolerances, parse_batches, refuse_unused
+    from deploy.cli.options import check_tolerances, customization, parse_batches, refuse_unused
     from deploy.harness.interleaved import InterleavedConfig
     from deploy.harness.peers import available_peers
     from deploy.pipeline import PipelineConfig, run_pipeline
@@ -69,6 +88,15 @@ def pipeline(
         model=model,
         peers=usable,
         weights=weights,
+        custom=customization(
+            num_classes=num_classes,
+            labels=labels,
+            input_size=input_size,
+            resize_size=resize_size,
+            mean=mean,
+            std=std,
+            interpolation=interpolation,
+        ),
         calibration=CalibrationConfig(
             directory=calib_dir or DEFAULT_DIR, count=calib_count, explicit=calib_dir is not None
         ),

@@ -12,9 +12,11 @@ def eager_runner(sidecar: Sidecar, *, device: str = "cpu", compiled: bool = Fals
     `fp16`: the module in float16, every layer computing in FP16 (PyTorch has FP16 CPU kernels)."""
     import torch
 
+    from deploy.customization import Customization
     from deploy.zoo import get_spec, load_model
 
-    module = load_model(get_spec(sidecar.model), sidecar.weights.argument).module
+    head = None if sidecar.head is None else Customization(num_classes=sidecar.head.num_classes)
+    module = load_model(get_spec(sidecar.model), sidecar.weights.argument, head).module
     if compiled:
         module = torch.compile(module.eval())  # type: ignore[assignment]
     inputs = (TensorMeta(sidecar.inputs[0].name, sidecar.inputs[0].shape, "float32"),)

@@ -9,7 +9,7 @@ import numpy as np
 
 from deploy.errors import BadInput
 from deploy.preprocessing import image_files, preprocess_batch, preprocess_files
-from deploy.samples import DEMO_CALIBRATION_PHOTOS, PHOTO_NAMES, digits_split, sample_photos
+from deploy.samples import DEMO_CALIBRATION_PHOTOS, PHOTO_NAMES, SampleSet, digits_split, sample_photos
 from deploy.sidecar import Sidecar
 
 
@@ -26,7 +26,7 @@ def held_out_set(sidecar: Sidecar, *, images: Path | None, count: int | None) ->
         raise BadInput(f"--count {count} must be at least 1", hint="omit --count to use every held-out image")
     if images is not None:
         return _folder(sidecar, images, count)
-    if sidecar.preprocessing.color == "L" and sidecar.labels == tuple(str(d) for d in range(10)):
+    if demo_set(sidecar) == "digits" and sidecar.outputs[0].shape[-1] == 10:
         test = digits_split().test[:count]
         arrays = preprocess_batch([s.image for s in test], sidecar.preprocessing)
         labels = np.asarray([s.label for s in test], dtype=np.int64)
@@ -37,6 +37,12 @@ def held_out_set(sidecar: Sidecar, *, images: Path | None, count: int | None) ->
     return HeldOutSet(
         f"scikit-image photos {', '.join(PHOTO_NAMES[DEMO_CALIBRATION_PHOTOS:][:3])}, …", arrays, names, None
     )
+
+
+def demo_set(sidecar: Sidecar) -> SampleSet:
+    """The offline images that stand in for the user's own: scikit-learn's digits for models trained on them (and
+    for gray-input models, which photos do not fit), scikit-image's photos for the rest."""
+    return "digits" if sidecar.weights.kind == "digits" or sidecar.preprocessing.color == "L" else "photos"
 
 
 def _folder(sidecar: Sidecar, folder: Path, count: int | None) -> HeldOutSet:

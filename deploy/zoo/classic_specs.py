@@ -46,6 +46,7 @@ def register_all() -> None:
             labels_source="digits 0-9",
             default_weights="digits",
             sample_set="digits",
+            head="classifier.5",
         )
     )
     register(
@@ -60,6 +61,7 @@ def register_all() -> None:
             labels=imagenet_labels,
             labels_source="ImageNet-1k class names (torchvision)",
             default_weights="random",
+            head="classifier.7",
         )
     )
     register(

@@ -35,6 +35,9 @@ class ModelSpec:
     input_name: str = "input"
     output_name: str = "logits"
     slow: bool = False  # large enough that tests keep it behind the `slow` marker
+    # The classifier's last Linear as a module path ("fc", "classifier.6"): what fine-tuning replaces to change
+    # the number of classes. None: the model ends in feature maps, not class scores.
+    head: str | None = None
 
     @property
     def channels(self) -> int:

@@ -39,6 +39,9 @@ AUXILIARY_PREFIXES = ("aux1.", "aux2.", "AuxLogits.")
 # InceptionAux(768): 1×1 conv 768→128 + BN, 5×5 conv 128→768 + BN, fc 768→1000.
 _AUXILIARY_HEAD_PARAMS = {"inception_v3": (768 * 128 + 2 * 128) + (128 * 768 * 25 + 2 * 768) + (768 * 1000 + 1000)}
 
+# Where each family keeps its classifier's last Linear (what torchvision's fine-tuning recipes replace).
+_HEADS = {"AlexNet": "classifier.6", "VGG": "classifier.6", "Inception": "fc", "ResNet": "fc", "DenseNet": "classifier"}
+
 _INTERPOLATION: dict[InterpolationMode, Interpolation] = {
     InterpolationMode.NEAREST: "nearest",
     InterpolationMode.BILINEAR: "bilinear",
@@ -86,6 +89,7 @@ def _spec(name: str, family: str, slow: bool) -> ModelSpec:
         default_weights="DEFAULT",
         weights_enum=enum.__name__,
         slow=slow,
+        head=_HEADS[family],
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import pickle
@@ -16,9 +17,11 @@ import torch
 import torchvision
 from torch import nn
 
-from deploy.errors import WeightsError, first_line
+from deploy.customization import Customization
+from deploy.errors import BadInput, WeightsError, first_line
 from deploy.preprocessing import Preprocessing, preprocess_batch
 from deploy.samples import samples_for
+from deploy.zoo.heads import checkpoint_classes, head_of, replace_head
 from deploy.zoo.registry import ModelSpec
 from deploy.zoo.torchvision_zoo import AUXILIARY_PREFIXES, build_pretrained, preprocessing_of
 
@@ -49,29 +52,100 @@ class WeightsSource:
 class LoadedModel:
     spec: ModelSpec
     module: nn.Module
-    source: WeightsSource
+    source: WeightsSource  # its preprocessing and labels are the customized ones
+    num_classes: int | None = None  # outputs of the classifier head; None for a feature extractor
 
     @property
     def num_params(self) -> int:
         return count_parameters(self.module)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        prep = self.source.preprocessing
+        return (prep.channels, prep.crop_size, prep.crop_size)
+
+    @property
+    def head_replaced(self) -> bool:
+        """The classifier head was swapped for a fine-tune's number of classes."""
+        return self.num_classes != self.spec.num_classes
 
 
 def count_parameters(module: nn.Module) -> int:
     return sum(parameter.numel() for parameter in module.parameters())
 
 
-def load_model(spec: ModelSpec, weights: str | None = None) -> LoadedModel:
-    """Build `spec` with the requested weights, in eval mode, ready to export or to serve as the eager reference."""
+def load_model(spec: ModelSpec, weights: str | None = None, custom: Customization | None = None) -> LoadedModel:
+    """Build `spec` with the requested weights, in eval mode, ready to export or to serve as the eager reference.
+
+    `custom` fine-tunes the spec: a head for its number of classes (read from a checkpoint's head when not given),
+    its labels and its preprocessing."""
+    custom = custom or Customization()
+    classes = custom.classes
+    if classes is not None and spec.head is None:
+        raise BadInput(
+            f"{spec.name} ends in feature maps, not a classifier head, so {_class_options(custom)} cannot apply",
+            hint=f"drop {_class_options(custom)}, or choose a classifier (see `deploy list`)",
+        )
     choice = spec.default_weights if weights is None else weights
     if choice.lower() == "random":
-        module, source = _random(spec)
+        module, source = _random(spec, classes)
     elif choice.lower() == "digits":
-        module, source = _digits(spec)
+        module, source = _digits(spec, classes)
     elif _looks_like_path(choice):
-        module, source = _checkpoint(spec, Path(choice))
+        module, source = _checkpoint(spec, Path(choice), classes)
     else:
-        module, source = _torchvision(spec, choice)
-    return LoadedModel(spec=spec, module=module.eval(), source=source)
+        module, source = _torchvision(spec, choice, classes)
+    num_classes = head_of(module, spec).out_features if spec.head is not None else None
+    loaded = LoadedModel(spec, module.eval(), _customized(source, custom, num_classes), num_classes)
+    if custom.input_size is not None:
+        _check_input_size(loaded)
+    return loaded
+
+
+def _check_input_size(loaded: LoadedModel) -> None:
+    """A network with a fixed-size flatten (LeNet-5, AlexNet-2012) refuses other sizes: said before the export."""
+    size = loaded.input_shape[1]
+    try:
+        with torch.no_grad():
+            loaded.module(torch.zeros(1, *loaded.input_shape))
+    except RuntimeError as exc:
+        raise BadInput(
+            f"{loaded.spec.name} cannot take {size}x{size} inputs ({first_line(exc)})",
+            hint=f"drop --input-size: {loaded.spec.name} takes {loaded.spec.input_shape[1]}x"
+            f"{loaded.spec.input_shape[2]} only",
+        ) from exc
+
+
+def _customized(source: WeightsSource, custom: Customization, num_classes: int | None) -> WeightsSource:
+    """The preprocessing and labels of `source` with `custom`'s overrides; labels that no longer fit are dropped."""
+    labels, labels_source = source.labels, source.labels_source
+    if custom.labels is not None:
+        if num_classes is not None and len(custom.labels) != num_classes:
+            raise BadInput(
+                f"--labels {custom.labels_source or ''} names {len(custom.labels)} classes, and the model's head "
+                f"has {num_classes} outputs",
+                hint=f"give {num_classes} labels, one per class in the order the model was trained with",
+            )
+        labels, labels_source = custom.labels, custom.labels_source or "--labels"
+    elif labels is not None and len(labels) != num_classes:
+        labels, labels_source = None, None  # a fine-tune's classes are not ImageNet's: "class 0", "class 1", …
+    prep = custom.preprocessing(source.preprocessing)
+    return dataclasses.replace(source, preprocessing=prep, labels=labels, labels_source=labels_source)
+
+
+def _class_options(custom: Customization) -> str:
+    return custom.options_text("--num-classes", "--labels")
+
+
+def _refuse_new_head(spec: ModelSpec, weights: str, classes: int | None, trained: int | None) -> None:
+    """Published or demo weights come with their own head: another class count needs the fine-tune's checkpoint."""
+    if classes is None or classes == trained:
+        return
+    raise WeightsError(
+        f"{weights} weights of {spec.name} classify {trained} classes, not {classes}: a new head would be untrained",
+        hint=f"pass your fine-tune's checkpoint (--weights PATH, saved with torch.save(model.state_dict(), PATH)); "
+        f"--weights random --num-classes {classes} gives an untrained head for parity checks",
+    )
 
 
 def recorded_name(spec: ModelSpec, weights: str | None) -> str:
@@ -94,22 +168,25 @@ def _looks_like_path(choice: str) -> bool:
     return os.sep in choice or "/" in choice or choice.endswith(_CHECKPOINT_SUFFIXES) or Path(choice).exists()
 
 
-def _random(spec: ModelSpec) -> tuple[nn.Module, WeightsSource]:
+def _random(spec: ModelSpec, classes: int | None) -> tuple[nn.Module, WeightsSource]:
     torch.manual_seed(RANDOM_SEED)
     module = spec.build()
+    if classes is not None:
+        replace_head(module, spec, classes)
     recalibrated = recalibrate_batchnorm(module, _calibration_batches(spec))
     detail = {"seed": RANDOM_SEED, "batchnorm_recalibrated_layers": recalibrated}
     source = WeightsSource("random", "random", spec.preprocessing, spec.labels, spec.labels_source, detail)
     return module, source
 
 
-def _digits(spec: ModelSpec) -> tuple[nn.Module, WeightsSource]:
+def _digits(spec: ModelSpec, classes: int | None) -> tuple[nn.Module, WeightsSource]:
     """LeNet-5 trained on sklearn's digits by deploy.zoo.digits; trained once, then read from the cache."""
     if spec.sample_set != "digits":
         raise WeightsError(
             f"'digits' weights exist for lenet5 only, not {spec.name}",
             hint="use a torchvision weights name, --weights random or --weights PATH",
         )
+    _refuse_new_head(spec, "digits", classes, 10)
     from deploy.zoo.digits import load_or_train_digits
 
     torch.manual_seed(RANDOM_SEED)
@@ -154,7 +231,7 @@ def recalibrate_batchnorm(module: nn.Module, batches: Iterable[torch.Tensor]) ->
     return len(norms)
 
 
-def _checkpoint(spec: ModelSpec, path: Path) -> tuple[nn.Module, WeightsSource]:
+def _checkpoint(spec: ModelSpec, path: Path, classes: int | None) -> tuple[nn.Module, WeightsSource]:
     if not path.is_file():
         raise WeightsError(
             f"checkpoint {path} does not exist",
@@ -170,8 +247,18 @@ def _checkpoint(spec: ModelSpec, path: Path) -> tuple[nn.Module, WeightsSource]:
             "because loading them runs arbitrary code",
         ) from exc
     state_dict = _unwrap_state_dict(loaded, path)
+    trained = checkpoint_classes(spec, state_dict)
+    if classes is not None and trained is not None and classes != trained:
+        raise WeightsError(
+            f"checkpoint {path} has a head for {trained} classes ({spec.head}.weight), not the {classes} asked for",
+            hint=f"drop --num-classes (the checkpoint's head gives {trained}) and pass {trained} --labels, or pass "
+            f"the checkpoint of the {classes}-class fine-tune",
+        )
     torch.manual_seed(RANDOM_SEED)
     module = spec.build()
+    head = classes or trained
+    if head is not None:
+        replace_head(module, spec, head)
     ignored = _drop_auxiliary_heads(state_dict, module)
     missing, unexpected = _key_mismatch(module, state_dict)
     if missing or unexpected:
@@ -237,7 +324,7 @@ def _few(keys: list[str], limit: int = 4) -> str:
     return f"{shown} (+{len(keys) - limit} more)" if len(keys) > limit else shown
 
 
-def _torchvision(spec: ModelSpec, choice: str) -> tuple[nn.Module, WeightsSource]:
+def _torchvision(spec: ModelSpec, choice: str, classes: int | None) -> tuple[nn.Module, WeightsSource]:
     if spec.weights_enum is None:
         raise WeightsError(
             f"{spec.name} has no published weights named {choice!r}",
@@ -252,6 +339,7 @@ def _torchvision(spec: ModelSpec, choice: str) -> tuple[nn.Module, WeightsSource
             hint=f"choose one of {names}, random, or a checkpoint PATH",
         )
     weights = enum[member]
+    _refuse_new_head(spec, f"{enum.__name__}.{weights.name}", classes, len(weights.meta["categories"]))
     cached = cached_weights_path(weights)
     try:
         with _socket_timeout(_DOWNLOAD_TIMEOUT_S):
