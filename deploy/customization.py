@@ -6,7 +6,6 @@ export records the outcome in the sidecar, and every later command reads it from
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from dataclasses import dataclass
