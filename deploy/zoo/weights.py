@@ -92,7 +92,8 @@ def load_model(spec: ModelSpec, weights: str | None = None, custom: Customizatio
     elif choice.lower() == "digits":
         module, source = _digits(spec, classes)
     elif _looks_like_path(choice):
-        module, source = _checkpoint(spec, Path(choice), classes)
+        # A checkpoint's head says how many classes it has: --labels are checked against it, not used to size it.
+        module, source = _checkpoint(spec, Path(choice), custom.num_classes)
     else:
         module, source = _torchvision(spec, choice, classes)
     num_classes = head_of(module, spec).out_features if spec.head is not None else None
