@@ -21,10 +21,10 @@ from pathlib import Path
 import onnx
 
 from deploy.backends.base import Runner
-from deploy.build import BuildConfig, build
+from deploy.builder import BuildConfig, build
 from deploy.environment import CpuIsa, cpu_isa, cpu_name
 from deploy.errors import DeployError
-from deploy.export import ExportConfig, export_model
+from deploy.exporter import ExportConfig, export_model
 from deploy.harness.heldout import held_out_set
 from deploy.harness.interleaved import InterleavedConfig, bench
 from deploy.harness.verify import ArtifactVerdict, check_runner, eager_outputs, tolerance_for

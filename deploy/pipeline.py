@@ -15,11 +15,11 @@ import numpy as np
 
 from deploy.backends.base import Runner
 from deploy.backends.timing import Overhead
-from deploy.build import BuildConfig, BuildResult, build
+from deploy.builder import BuildConfig, BuildResult, build
 from deploy.customization import Customization
 from deploy.environment import environment
 from deploy.errors import BadInput, ParityError, first_line
-from deploy.export import DEFAULT_MAX_BATCH, ExportConfig, ExportResult, export_model
+from deploy.exporter import DEFAULT_MAX_BATCH, ExportConfig, ExportResult, export_model
 from deploy.files import ensure_writable_dir
 from deploy.harness.heldout import demo_set, held_out_set
 from deploy.harness.interleaved import (

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 from PIL import Image
 from typer.testing import CliRunner
 
-from deploy.export import ExportConfig, ExportResult, export_model
+from deploy.exporter import ExportConfig, ExportResult, export_model
 from deploy.samples import sample_digits, sample_photos
 
 # Weights deploy trains itself (lenet5 `digits`) go to a per-run cache, never the user's ~/.cache/deploy.

@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 
 import deploy.precision.cpu_int8 as cpu_int8
 import deploy.precision.int8 as int8
-from deploy.build import BuildConfig, BuildResult, BuiltArtifact, build
+from deploy.builder import BuildConfig, BuildResult, BuiltArtifact, build
 from deploy.cli import app
 from deploy.errors import BadInput
-from deploy.export import ExportResult
+from deploy.exporter import ExportResult
 from deploy.precision.cache import CacheKey, CorruptCache, read_scales, tensor_names, write_scales
 from deploy.precision.calibration import CalibrationConfig
 from deploy.samples import digits_split

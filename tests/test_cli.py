@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 
 from deploy.cli import app
 from deploy.errors import ArtifactError, BadInput, OutputNotWritable, ParityError, UnknownModel, WeightsError
-from deploy.export import ExportResult
+from deploy.exporter import ExportResult
 from deploy.samples import sample_photos
 from deploy.zoo import get_spec
 
@@ -70,15 +71,25 @@ def test_export_then_infer_through_the_cli(cli: CliRunner, tmp_path: Path, photo
     images = sorted(photo_dir.iterdir())
     result = cli.invoke(app, ["infer", str(onnx_path), *map(str, images), "--json"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
-    assert data["preprocessing_from"] == "sidecar" and len(data["classifications"]) == len(images)
-    for item in data["classifications"]:
+    rows, summary = _json_lines(result.stdout)
+    assert summary["preprocessing_from"] == "sidecar" and summary["images"] == len(rows) == len(images)
+    assert [row["image"] for row in rows] == [str(path) for path in images]
+    for item in rows:
         probabilities = [p["probability"] for p in item["predictions"]]
         assert len(probabilities) == 5 and probabilities == sorted(probabilities, reverse=True)
         assert 0 < sum(probabilities) <= 1.0 + 1e-6
 
     table = cli.invoke(app, ["infer", str(onnx_path), str(images[0])])
-    assert table.exit_code == 0 and data["classifications"][0]["predictions"][0]["label"] in table.output
+    assert table.exit_code == 0 and rows[0]["predictions"][0]["label"] in table.stdout
+    assert len(table.stdout.splitlines()) == 2  # one compact table: a header and one row per image
+    assert "img/s" in table.stderr and "img/s" not in table.stdout
+
+
+def _json_lines(stdout: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """`deploy infer --json`: one object per image, then {"summary": ...}."""
+    *rows, last = [json.loads(line) for line in stdout.splitlines()]
+    assert all("summary" not in row for row in rows)
+    return rows, last["summary"]
 
 
 def test_infer_with_trained_lenet5_reads_real_digits(
@@ -98,7 +109,7 @@ def test_infer_with_trained_lenet5_reads_real_digits(
     # digit_files come from the tail of sklearn's set; some of them were in the training split, most not.
     result = cli.invoke(app, ["infer", str(tmp_path / "lenet5.onnx"), *(str(p) for p, _ in digit_files), "--json"])
     assert result.exit_code == 0, result.output
-    predicted = [int(item["predictions"][0]["label"]) for item in json.loads(result.stdout)["classifications"]]
+    predicted = [int(item["predictions"][0]["label"]) for item in _json_lines(result.stdout)[0]]
     truth = [label for _, label in digit_files]
     assert np.mean(np.array(predicted) == np.array(truth)) >= 0.85
 
@@ -116,7 +127,7 @@ def test_infer_converts_unusual_image_modes(cli: CliRunner, tmp_path: Path, lene
     files.append(tmp_path / "sixteen.png")
     result = cli.invoke(app, ["infer", str(lenet5_export.onnx_path), *map(str, files), "--json"])
     assert result.exit_code == 0, result.output
-    assert len(json.loads(result.stdout)["classifications"]) == len(files)
+    assert len(_json_lines(result.stdout)[0]) == len(files)
 
 
 # --- bad input: one clear line, the right exit code, nothing half-written -------------------------------

@@ -15,10 +15,10 @@ from onnx import numpy_helper
 from typer.testing import CliRunner
 
 import deploy.precision.calibration as calibration_module
-from deploy.build import BuildConfig, BuiltArtifact, build
+from deploy.builder import BuildConfig, BuiltArtifact, build
 from deploy.cli import app
 from deploy.errors import BadInput
-from deploy.export import ExportConfig, ExportResult, export_model
+from deploy.exporter import ExportConfig, ExportResult, export_model
 from deploy.harness.verify import VerifyConfig, verify
 from deploy.precision.calibration import CalibrationConfig
 

@@ -91,7 +91,7 @@ def test_fine_tune_labels_are_recorded_and_judged_on_held_out_digits(
 
 @pytest.mark.slow  # a resnet18 export (~15 s alone on 2 cores)
 def test_input_size_and_normalisation_overrides_reach_the_graph_and_the_sidecar(tmp_path: Path) -> None:
-    from deploy.export import ExportConfig, export_model
+    from deploy.exporter import ExportConfig, export_model
 
     custom = Customization(num_classes=3, input_size=64, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     result = export_model(ExportConfig(model="resnet18", weights="random", out_dir=tmp_path, custom=custom))

@@ -8,7 +8,7 @@ import onnx
 import pytest
 
 from deploy.errors import BadInput, ParityError
-from deploy.export import ExportConfig, ExportResult, export_model
+from deploy.exporter import ExportConfig, ExportResult, export_model
 from deploy.files import sha256_file
 from deploy.harness.compare import Tolerance
 from deploy.sidecar import load_sidecar

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.export import ExportResult
+from deploy.exporter import ExportResult
 from deploy.files import sha256_file
 
 DEPLOY = str(Path(sys.executable).with_name("deploy"))

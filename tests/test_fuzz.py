@@ -26,7 +26,7 @@ from PIL import Image
 from typer.testing import CliRunner, Result
 
 from deploy.cli import app
-from deploy.export import ExportResult
+from deploy.exporter import ExportResult
 from deploy.files import sha256_file
 
 DOCUMENTED_EXITS = {0, 2, 3, 4, 5}
@@ -275,8 +275,8 @@ OPTION_CASES = (
     (["verify", "{onnx}"], "--min-cosine", "deploy.harness.verify.verify", lambda c: c.overrides["min_cosine"]),
     (["verify", "{onnx}"], "--atol", "deploy.harness.verify.verify", lambda c: c.overrides["atol"]),
     (["verify", "{onnx}"], "--count", "deploy.harness.verify.verify", lambda c: c.count),
-    (["export", "lenet5"], "--max-batch", "deploy.export.export_model", lambda c: c.max_batch),
-    (["export", "lenet5"], "--samples", "deploy.export.export_model", lambda c: c.parity_samples),
+    (["export", "lenet5"], "--max-batch", "deploy.exporter.export_model", lambda c: c.max_batch),
+    (["export", "lenet5"], "--samples", "deploy.exporter.export_model", lambda c: c.parity_samples),
     (["pipeline", "lenet5"], "--duration", "deploy.pipeline.run_pipeline", lambda c: c.bench.duration_s),
     (["pipeline", "lenet5"], "--min-top1", "deploy.pipeline.run_pipeline", lambda c: c.overrides["min_top1"]),
 )

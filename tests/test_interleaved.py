@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from deploy.backends.base import Runner, TensorMeta
 from deploy.cli import app
 from deploy.errors import BadInput
-from deploy.export import ExportResult
+from deploy.exporter import ExportResult
 from deploy.harness.interleaved import InterleavedConfig, batches_for, bench, onnxruntime_overhead, run_interleaved
 from deploy.sidecar import BatchRange
 

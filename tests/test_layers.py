@@ -19,11 +19,11 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"preprocessing", "simplify", "samples", "sidecar", "customization"}),
     frozenset({"zoo", "backends", "targets", "serving"}),
     frozenset({"harness", "doctor"}),
-    frozenset({"export", "report"}),
+    frozenset({"exporter", "report"}),
     frozenset({"precision"}),
-    frozenset({"build"}),
+    frozenset({"builder"}),
     frozenset({"pipeline"}),
-    frozenset({"cli", "__main__"}),
+    frozenset({"cli", "__main__", "api"}),
 )
 ROOT = Path(deploy.__file__).parent
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from deploy.cli import app
 from deploy.errors import BadInput, MissingDependency
-from deploy.export import ExportConfig, ExportResult
+from deploy.exporter import ExportConfig, ExportResult
 from deploy.files import sha256_file
 from deploy.harness.compare import Tolerance
 from deploy.harness.interleaved import InterleavedConfig

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from deploy.cli import app
 from deploy.errors import BadInput, ParityError
-from deploy.export import ExportResult
+from deploy.exporter import ExportResult
 from deploy.precision.calibration import stratified_sample
 from deploy.precision.entropy import SIGNED_LEVELS, entropy_range
 from deploy.precision.fp16_scan import FP16_MAX, scan_fp16_ranges

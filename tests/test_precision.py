@@ -12,9 +12,9 @@ import pytest
 from onnx import numpy_helper
 
 import deploy.precision.calibration as calibration_module
-from deploy.build import BuildConfig, BuildResult, build
+from deploy.builder import BuildConfig, BuildResult, build
 from deploy.errors import BadInput
-from deploy.export import ExportConfig, export_model
+from deploy.exporter import ExportConfig, export_model
 from deploy.harness.verify import VerifyConfig, verify
 from deploy.precision.cache import read_scales
 from deploy.precision.calibration import CalibrationConfig

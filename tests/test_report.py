@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from deploy.backends.timing import LatencyStats, latency_stats
 from deploy.cli import app
 from deploy.errors import ArtifactError, BadInput
-from deploy.export import ExportResult
+from deploy.exporter import ExportResult
 from deploy.harness.interleaved import InterleavedConfig
 from deploy.harness.peers import CPU_PEERS
 from deploy.pipeline import PipelineConfig, PipelineResult, run_pipeline

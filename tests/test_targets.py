@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from deploy.backends.base import Runner, TensorMeta
-from deploy.build import BuildConfig, BuildResult, build
+from deploy.builder import BuildConfig, BuildResult, build
 from deploy.cli.app import app
 from deploy.errors import ArtifactError, BadInput
-from deploy.export import ExportResult
+from deploy.exporter import ExportResult
 from deploy.files import sha256_file
 from deploy.precision.calibration import CalibrationConfig
 from deploy.sidecar import ArtifactLabel, Sidecar, TargetInfo, load_sidecar, sidecar_path

@@ -15,7 +15,7 @@ from deploy.cli import app
 from deploy.doctor import diagnose
 from deploy.environment import cpu_isa
 from deploy.errors import ArtifactError, BadInput, MissingDependency
-from deploy.export import ExportResult
+from deploy.exporter import ExportResult
 from deploy.files import sha256_file
 from deploy.sidecar import Sidecar, load_sidecar, sidecar_path
 from deploy.targets.tensorrt.build import Profile, parse_shape_spec, resolve_profile
@@ -131,8 +131,8 @@ needs_gpu = pytest.mark.skipif(
 @pytest.mark.parametrize("model", ["lenet5", "resnet18"])
 def test_plans_build_run_and_match_eager(model: str, tmp_path: Path) -> None:
     from deploy.backends.timing import BenchConfig
-    from deploy.build import BuildConfig, build
-    from deploy.export import ExportConfig, export_model
+    from deploy.builder import BuildConfig, build
+    from deploy.exporter import ExportConfig, export_model
     from deploy.harness.verify import VerifyConfig, verify
     from deploy.precision.calibration import CalibrationConfig
     from deploy.targets.tensorrt.build import PlanOptions
@@ -210,7 +210,7 @@ def test_a_plan_never_overwrites_the_sidecar_of_the_onnx_it_came_from(
 ) -> None:
     """The build's publishing step, given stand-in plan bytes (no TensorRT here; a test double for the compiler's
     output only): the plan gets its own sidecar and the typed ONNX's stays valid."""
-    from deploy.build import BuildConfig, build, publish
+    from deploy.builder import BuildConfig, build, publish
     from deploy.files import sha256_file
 
     config = BuildConfig(

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from deploy.cli import app
 from deploy.errors import ArtifactError, BadInput
-from deploy.export import ExportConfig, ExportResult, export_model
+from deploy.exporter import ExportConfig, ExportResult, export_model
 from deploy.files import sha256_file
 from deploy.serving.triton import TritonConfig, preferred_batch_sizes, write_repository
 from deploy.sidecar import Sidecar, load_sidecar, sidecar_path

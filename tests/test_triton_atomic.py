@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import deploy.serving.triton as triton
 from deploy.cli import app
 from deploy.errors import ArtifactError, BadInput, OutputNotWritable
-from deploy.export import ExportResult
+from deploy.exporter import ExportResult
 from deploy.files import scratch_prefix, sha256_file
 from deploy.serving.triton import TritonConfig, pbtxt_string, write_repository
 from deploy.sidecar import FileDigest, TargetInfo, load_sidecar, sidecar_path

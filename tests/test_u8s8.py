@@ -14,9 +14,9 @@ import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
 
-from deploy.build import BuildConfig, BuiltArtifact, build
+from deploy.builder import BuildConfig, BuiltArtifact, build
 from deploy.environment import CpuIsa, level_from_flags
-from deploy.export import ExportResult
+from deploy.exporter import ExportResult
 from deploy.harness.heldout import held_out_set
 from deploy.precision.calibration import CalibrationConfig
 from deploy.targets.onnxruntime.runner import OrtRunner

@@ -18,6 +18,7 @@ from deploy.cli import (
     build_cmd,
     doctor_cmd,
     export_cmd,
+    import_cmd,
     infer_cmd,
     list_cmd,
     pipeline_cmd,
@@ -111,6 +112,7 @@ def root(
 
 app.command("list")(list_cmd.list_models)
 app.command("export")(export_cmd.export)
+app.command("import")(import_cmd.import_onnx)
 app.command("infer")(infer_cmd.infer)
 app.command("samples")(samples_cmd.samples)
 app.command("build")(build_cmd.build)

@@ -23,7 +23,7 @@ from deploy.cli.options import (
 from deploy.cli.output import print_json, progress_printer, stderr, stdout
 
 if TYPE_CHECKING:
-    from deploy.build import BuiltArtifact
+    from deploy.builder import BuiltArtifact
     from deploy.targets.tensorrt.build import HardwareCompatibility, Profile
 
 
@@ -97,8 +97,8 @@ def build(
     """Bake FP32/FP16/INT8 precision into ONNX (TensorRT builds it strongly typed; ONNX Runtime runs it anywhere)."""
     import dataclasses
 
-    from deploy.build import BuildConfig
-    from deploy.build import build as run_build
+    from deploy.builder import BuildConfig
+    from deploy.builder import build as run_build
     from deploy.cli.options import check_tolerances, customization, refuse_unused
     from deploy.errors import BadInput
     from deploy.harness.verify import ParityCheck

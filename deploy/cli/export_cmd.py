@@ -46,7 +46,7 @@ def export(
     """Export a zoo model (or your fine-tune of one) to ONNX with a sidecar, simplify it and prove it matches eager
     PyTorch."""
     from deploy.cli.options import customization, refuse_unused
-    from deploy.export import ExportConfig, export_model
+    from deploy.exporter import ExportConfig, export_model
     from deploy.harness.compare import DEFAULT_TOLERANCES, with_overrides
 
     if not verify:

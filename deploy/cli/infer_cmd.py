@@ -68,7 +68,8 @@ def _throughput(summary: InferSummary) -> str:
     if summary.skipped:
         line += f"; skipped {summary.skipped} unreadable"
     if summary.not_images:
-        line += f"; passed over {summary.not_images} file{'s' * (summary.not_images != 1)} that are not images"
+        what = "files that are not images" if summary.not_images != 1 else "file that is not an image"
+        line += f"; passed over {summary.not_images} {what}"
     return f"[dim]{line}[/dim]"
 
 

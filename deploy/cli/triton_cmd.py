@@ -67,11 +67,20 @@ _SAME = {
 
 
 def _artifact_path(item: str, export_dir: Path) -> Path:
-    path = Path(item)
+    """A file as it is (an ONNX without a sidecar refused with the `deploy import` command); a name as its export:
+    `export_dir/NAME.onnx` when it exists (an imported model), else the zoo's spelling of the name."""
+    from deploy.imported import exported_onnx, require_sidecar
     from deploy.targets import artifact_suffixes
 
+    path = Path(item)
     if path.suffix in artifact_suffixes() or path.exists():
+        if path.suffix == ".onnx" and path.is_file():
+            require_sidecar(path, check_hash=False)
         return path
+    found = exported_onnx(item, export_dir)
+    if found is not None:
+        require_sidecar(found, check_hash=False)
+        return found
     from deploy.errors import BadInput
     from deploy.zoo import get_spec
 

@@ -6,6 +6,7 @@ streamed in batches: `infer_images`) and the Python API all run their images thr
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -301,8 +302,8 @@ class Predictor:
         prep = self._contract.preprocessing
         for index, item in enumerate(_each(images)):
             if isinstance(item, Found):
-                if not is_readable_image(item.path):
-                    tally.not_images += 1
+                if not _looks_like_image(item.path) and not is_readable_image(item.path):
+                    tally.not_images += 1  # notes.txt, .DS_Store-like files: passed over, counted
                     continue
                 try:
                     tensor = preprocess(load_image(item.path), prep)
@@ -404,14 +405,14 @@ def select_images(arguments: Sequence[str | os.PathLike[str]]) -> ImageSelection
     for argument in arguments:
         text, path = os.fspath(argument), Path(argument)
         if path.is_dir():
-            _first_image(iter_files(path), f"folder {path}")
+            _first_image(iter_files(path), f"image folder {path}", empty="is empty")
             sources.append(_Folder(path))
         elif path.is_file() or not is_glob(text):
             check_named(path)
             sources.append(path)
         else:
             matches = tuple(glob_files(text))
-            _first_image(iter(matches), f"pattern {text!r}")
+            _first_image(iter(matches), f"glob {text!r}", empty="matches no files")
             sources.append(_Pattern(text, matches))
     return ImageSelection(tuple(sources))
 
@@ -427,14 +428,19 @@ def check_named(path: Path) -> None:
         load_image(path)  # raises the precise reason (not an image, truncated, too large); verify can be stricter
 
 
-def _first_image(paths: Iterator[Path], what: str) -> None:
+def _first_image(paths: Iterator[Path], what: str, *, empty: str) -> None:
+    """Refuse a folder or pattern in which no file is an image, reading only up to its first image."""
     files = 0
     for path in paths:
         if is_readable_image(path):
             return
         files += 1
-    found = "no files" if files == 0 else f"{files} file{'s' * (files != 1)}, none of them an image Pillow reads"
-    raise BadInput(f"{what} has no images ({found})", hint="pass a folder or pattern that holds JPEG/PNG images")
+    if files == 0:
+        raise BadInput(f"{what} {empty}", hint="check the path or pattern; quote a glob: 'photos/*.jpg'")
+    raise BadInput(
+        f"{what} has no images: none of its {files} file{'s' * (files != 1)} is an image Pillow reads",
+        hint="pass a folder or pattern that holds JPEG, PNG, BMP, TIFF or WebP images",
+    )
 
 
 def check_top(top_k: int) -> None:
@@ -487,6 +493,17 @@ def _each(images: Images) -> Iterable[ImageInput]:
     if isinstance(images, str | os.PathLike | Image.Image | np.ndarray | Found):
         return (images,)  # one image (a 4-D array is expanded by the caller, with names)
     return images
+
+
+@functools.cache
+def _image_suffixes() -> frozenset[str]:
+    return frozenset(Image.registered_extensions())
+
+
+def _looks_like_image(path: Path) -> bool:
+    """Named like an image (.jpg, .png, ... any suffix Pillow registers): if it fails to decode it is a damaged
+    image, skipped with a warning; a file named otherwise that Pillow does not recognise is simply not an image."""
+    return path.suffix.lower() in _image_suffixes()
 
 
 def _log_skip(skipped: Skipped) -> None:

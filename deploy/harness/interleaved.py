@@ -9,11 +9,16 @@ of every turn 1.5-3x slower (resnet50 INT8: 26.9 ms vs 8.9 ms) and dominated p90
 
 With TensorRT plans, eager PyTorch also runs on CUDA in the same rounds ("eager-cuda"), and after the rounds
 each plan and eager CUDA get trtexec-style CUDA-event timings (H2D, compute, D2H, end to end).
+
+A model brought in with `deploy import` has no PyTorch module: its reference row is its FP32 ONNX on ONNX
+Runtime's CPU provider ("imported-onnx"), the CPU artifacts' speed-up baseline; its plans get no speed-up (there
+is no reference on CUDA to divide by), which the progress messages say.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -39,11 +44,21 @@ from deploy.errors import BadInput, MissingDependency
 from deploy.harness.checks import MAX_BATCH, check_float, check_int
 from deploy.harness.eager import eager_runner
 from deploy.harness.heldout import held_out_set
-from deploy.sidecar import Sidecar, load_sidecar
+from deploy.harness.reference import reference_runner
+from deploy.imported import (
+    EAGER_ROW,
+    NO_MODULE,
+    exported_onnx,
+    is_imported,
+    reference_row,
+    reimport_command,
+    require_sidecar,
+)
+from deploy.sidecar import Sidecar
 from deploy.targets import artifact_suffixes, check_runnable, runner_for, target_for
 
 Progress = Callable[[str], None]
-EAGER = ("eager", "eager-cuda")
+EAGER_CUDA = "eager-cuda"
 Feed = Mapping[str, np.ndarray]
 
 
@@ -67,7 +82,7 @@ class InterleavedConfig:
     settle: int = 1  # untimed iterations at the start of each turn (see the module docstring)
     min_rounds: int = 5
     images: Path | None = None
-    eager: bool = True
+    eager: bool = True  # time the reference (eager PyTorch, or an imported model's FP32 ONNX) for the speed-up
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -77,7 +92,7 @@ class InterleavedConfig:
 class BatchResult:
     batch: int
     latency: dict[str, LatencyStats]
-    speedup: dict[str, Ratio] = field(default_factory=dict)  # artifact → eager p50 / artifact p50 per round
+    speedup: dict[str, Ratio] = field(default_factory=dict)  # artifact → reference p50 / artifact p50 per round
     gpu: dict[str, dict[str, LatencyStats]] = field(default_factory=dict)  # runner → end_to_end/h2d/compute/d2h
 
 
@@ -88,6 +103,7 @@ class InterleavedResult:
     cpu: str
     cores: int | None
     batches: tuple[BatchResult, ...]
+    reference: str | None = EAGER_ROW  # the CPU baseline's row: eager, imported-onnx; None with --no-eager
 
 
 def run_interleaved(
@@ -125,19 +141,23 @@ def bench(
     say = progress or (lambda _message: None)
     if not config.artifacts:
         raise BadInput("no artifacts to time", hint="pass export/MODEL.onnx or engines/MODEL.PRECISION.onnx files")
-    sidecars = {path: load_sidecar(path) for path in config.artifacts}
+    sidecars = {path: require_sidecar(path) for path in config.artifacts}
     models = {sidecar.model for sidecar in sidecars.values()}
     if len(models) != 1:
         raise BadInput(f"artifacts of several models ({', '.join(sorted(models))})", hint="bench one model per run")
     batches = batches_for(sidecars, config.batches)
     for path in sidecars:  # a plan without TensorRT or a GPU: refused before eager PyTorch sets up CUDA
         check_runnable(path)
-    if config.eager and any(target_for(path).device == "cuda" for path in sidecars):
-        _check_eager_cuda()
     first = next(iter(sidecars.values()))
+    on_gpu = {path.name for path in sidecars if target_for(path).device == "cuda"}  # timed against eager CUDA
+    if config.eager and on_gpu:
+        if is_imported(first):
+            say(f"{', '.join(sorted(on_gpu))}: no speed-up ({NO_MODULE} to run on CUDA as their baseline)")
+        else:
+            _check_eager_cuda()
     held = held_out_set(first, images=config.images, count=None)
     runners = _runners(config, sidecars, first) | dict(extra or {})
-    on_gpu = {path.name for path in sidecars if target_for(path).device == "cuda"}  # timed against eager CUDA
+    baseline = reference_row(first) if config.eager else None
     results = []
     import torch
 
@@ -155,19 +175,18 @@ def bench(
                     per_round=config.per_round, min_rounds=config.min_rounds, settle=config.settle,
                 )  # fmt: skip
                 latency = {n: latency_stats(n, batch, config.threads, s) for n, s in samples.items()}
-                references = {
-                    "eager": [n for n in runners if n not in EAGER and n not in on_gpu],
-                    "eager-cuda": [n for n in runners if n in on_gpu],
-                }
+                references = {EAGER_CUDA: [n for n in runners if n in on_gpu]}
+                if baseline is not None:
+                    references[baseline] = [n for n in runners if n not in (baseline, EAGER_CUDA, *on_gpu)]
                 speedup = {
                     name: ratio_of(rounds[reference], rounds[name])
                     for reference, names in references.items() if reference in runners for name in names
                 }  # fmt: skip
-                gpu = _gpu_breakdown(runners, feeds, config) if references["eager-cuda"] else {}
+                gpu = _gpu_breakdown(runners, feeds, config) if references[EAGER_CUDA] else {}
                 results.append(BatchResult(batch, latency, speedup, gpu))
     finally:
         torch.set_num_threads(previous)
-    return InterleavedResult(first.model, config.threads, cpu_name(), usable_cores(), tuple(results))
+    return InterleavedResult(first.model, config.threads, cpu_name(), usable_cores(), tuple(results), baseline)
 
 
 def check_settings(config: InterleavedConfig) -> None:
@@ -221,13 +240,31 @@ def _range_text(sidecar: Sidecar) -> str:
 
 
 def _range_fix(sidecar: Sidecar, batch: int) -> str:
-    """How to get an artifact that takes `batch`: export it so, and rebuild what came from that export."""
+    """How to get an artifact that takes `batch`: export (or import) it so, and rebuild what came from that."""
+    if is_imported(sidecar):
+        return _imported_range_fix(sidecar, batch)
     export = f"deploy export {sidecar.model} --weights {sidecar.weights.argument} --max-batch {batch}"
     built = sidecar.precision is not None or sidecar.target is not None
     rebuild = f", then `deploy build {sidecar.model}` again" if built else ""
     if sidecar.batch.dynamic:
         return f"pass --batch within {sidecar.batch.min}-{sidecar.batch.max}, or re-export with `{export}`{rebuild}"
     return f"pass --batch {sidecar.batch.max}, or re-export with a dynamic batch: `{export}`{rebuild}"
+
+
+def _imported_range_fix(sidecar: Sidecar, batch: int) -> str:
+    """An imported model's batch range comes from its ONNX (static) or from --max-batch at import (dynamic)."""
+    built = sidecar.precision is not None or sidecar.target is not None
+    rebuild = f", then `deploy build {sidecar.model}` again" if built else ""
+    if sidecar.batch.dynamic:
+        wider = dataclasses.replace(sidecar, batch=dataclasses.replace(sidecar.batch, max=batch))
+        return (
+            f"pass --batch within {sidecar.batch.min}-{sidecar.batch.max}, or re-import it with "
+            f"`{reimport_command(wider)}`{rebuild}"
+        )
+    return (
+        f"pass --batch {sidecar.batch.max}: the imported ONNX has a static batch; save it with a dynamic batch "
+        f"dimension from the tool that made it, then `deploy import` it again{rebuild}"
+    )
 
 
 def _check_eager_cuda() -> None:
@@ -245,9 +282,15 @@ def _check_eager_cuda() -> None:
 def artifacts_of(model: str, export_dir: Path, engines_dir: Path) -> tuple[Path, ...]:
     """Every artifact of `model` with a sidecar: its export, its typed ONNX builds and what targets compiled."""
     from deploy.sidecar import sidecar_path
-    from deploy.zoo import get_spec
 
-    name = get_spec(model).name
+    exported = exported_onnx(model, export_dir)
+    if exported is not None:  # an imported model (or any export): found before the zoo is asked
+        require_sidecar(exported, check_hash=False)  # an ONNX without one: the command that imports it
+        name = model
+    else:
+        from deploy.zoo import get_spec
+
+        name = get_spec(model).name
     found = [export_dir / f"{name}.onnx"]
     found += [path for suffix in artifact_suffixes() for path in sorted(engines_dir.glob(f"{name}.*{suffix}"))]
     found = [path for path in found if path.is_file() and sidecar_path(path).is_file()]
@@ -262,9 +305,9 @@ def artifacts_of(model: str, export_dir: Path, engines_dir: Path) -> tuple[Path,
 def _runners(config: InterleavedConfig, sidecars: dict[Path, Sidecar], first: Sidecar) -> dict[str, Runner]:
     runners: dict[str, Runner] = {}
     if config.eager:
-        runners["eager"] = eager_runner(first)
-        if any(target_for(path).device == "cuda" for path in sidecars):
-            runners["eager-cuda"] = eager_runner(first, device="cuda")
+        runners[reference_row(first)] = reference_runner(first, threads=config.threads)
+        if not is_imported(first) and any(target_for(path).device == "cuda" for path in sidecars):
+            runners[EAGER_CUDA] = eager_runner(first, device="cuda")
     for path, sidecar in sidecars.items():
         runners[path.name] = runner_for(path, threads=config.threads, sidecar=sidecar)
     return runners
@@ -289,7 +332,7 @@ def onnxruntime_overhead(artifact: Path, *, batch: int = 1, duration_s: float = 
     """The Runner's infer against a bare InferenceSession.run on the same inputs, interleaved."""
     from deploy.targets.onnxruntime.runner import OrtRunner
 
-    sidecar = load_sidecar(artifact)
+    sidecar = require_sidecar(artifact)
     feeds = rotating_feeds(held_out_set(sidecar, images=None, count=None).arrays, batch, sidecar.inputs[0].name)
     runner = OrtRunner(artifact, intra_op_threads=threads)
     with runner:

@@ -7,7 +7,8 @@ and checked against eager like them, so "our best vs the best peer" is one measu
 - torch.compile: the eager module through inductor.
 
 Used by `deploy pipeline --peers` and benchmarks/cpu_peers.py; OpenVINO and NNCF come with the `bench` extra, and
-torch.compile needs a C++ compiler; a peer that cannot run here is skipped with the reason.
+torch.compile needs a C++ compiler; a peer that cannot run here is skipped with the reason. An imported model
+(`deploy import`) has no PyTorch module, so torch.compile has nothing to compile for it: skipped, saying so.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any, Literal
 import numpy as np
 
 from deploy.backends.base import Runner
+from deploy.errors import BadInput
+from deploy.imported import NO_MODULE, is_imported
 from deploy.lazy import require
 from deploy.sidecar import Sidecar
 
@@ -43,6 +46,8 @@ class Peer:
     def runner(self, sidecar: Sidecar, onnx: Path, threads: int, calibration: np.ndarray | None = None) -> Runner:
         """`onnx`: the FP32 ONNX (what a user without deploy starts from); `calibration`: images for NNCF."""
         if self.kind == "torch.compile":
+            if is_imported(sidecar):
+                raise BadInput(f"{self.name} cannot run {sidecar.model}: {NO_MODULE} to compile")
             from deploy.harness.eager import eager_runner
 
             return eager_runner(sidecar, compiled=True)
@@ -74,12 +79,15 @@ CPU_PEERS = (
 )
 
 
-def available_peers() -> tuple[tuple[Peer, ...], tuple[str, ...]]:
-    """The peers that can run here, and one line per peer that cannot, saying why."""
+def available_peers(sidecar: Sidecar | None = None) -> tuple[tuple[Peer, ...], tuple[str, ...]]:
+    """The peers that can run here (for `sidecar`'s model, when given), and one line per peer that cannot, saying
+    why."""
     usable, skipped = [], []
     for peer in CPU_PEERS:
         missing = [module for module in NEEDS[peer.kind] if not _has(module)]
-        if missing:
+        if peer.source == "eager" and sidecar is not None and is_imported(sidecar):
+            skipped.append(f"{peer.name}: {NO_MODULE} to compile")
+        elif missing:
             skipped.append(f'{peer.name}: {" and ".join(missing)} not installed (pip install -e ".[bench]")')
         elif peer.kind == "torch.compile" and shutil.which(os.environ.get("CXX", "g++")) is None:
             skipped.append(f"{peer.name}: torch.compile's CPU backend (inductor) needs a C++ compiler ($CXX or g++)")

@@ -1,4 +1,7 @@
-"""`deploy verify`: eager PyTorch (FP32) against each artifact on held-out images, with accuracy when labelled."""
+"""`deploy verify`: each artifact against its model's FP32 reference on held-out images, with accuracy when labelled.
+
+The reference is eager PyTorch for a zoo model, and the imported FP32 ONNX on ONNX Runtime for a model brought in
+with `deploy import` (deploy.harness.reference)."""
 
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from deploy.harness.checks import check_int
 from deploy.harness.compare import DEFAULT_TOLERANCES, OutputComparison, ParityReport, Tolerance, check_tolerances
 from deploy.harness.eager import eager_runner
 from deploy.harness.heldout import HeldOutSet, held_out_set
+from deploy.harness.reference import reference_runner
+from deploy.imported import EAGER_REFERENCE, NO_MODULE, is_imported, reference_description, require_sidecar
 from deploy.sidecar import Sidecar, load_sidecar, sidecar_path, withdraw
 from deploy.targets import check_runnable, runner_for, target_for
 
@@ -66,13 +71,14 @@ class ArtifactVerdict:
     tolerance: Tolerance
     parity: ParityReport
     samples: int
-    eager_accuracy: float | None
+    eager_accuracy: float | None  # the reference's accuracy (eager PyTorch, or an imported model's FP32 ONNX)
     artifact_accuracy: float | None
     # FP16 artifacts: tensors stored in FP16 whose FP32 values exceed 65504 on the calibration images (from the
     # build's activation scan; a GPU would produce inf there), and the eager module run in FP16 arithmetic against
     # FP32 — what ONNX Runtime's CPU provider, which computes FP16 graphs in FP32, cannot show.
     fp16_overflow: tuple[str, ...] = ()
     eager_fp16: OutputComparison | None = None
+    reference: str = EAGER_REFERENCE  # what it was judged against (deploy.imported.reference_description)
 
     @property
     def passed(self) -> bool:
@@ -110,7 +116,7 @@ def verify(config: VerifyConfig, *, progress: Progress | None = None) -> VerifyR
     if not config.artifacts:
         raise BadInput("no artifacts to verify", hint="pass engines/MODEL.PRECISION.onnx files or export/MODEL.onnx")
     sidecars = [(path, _artifact_sidecar(path)) for path in config.artifacts]
-    for path, _ in sidecars:  # a plan without TensorRT or a GPU: refused before eager runs on every image
+    for path, _ in sidecars:  # a plan without TensorRT or a GPU: refused before the reference runs on every image
         check_runnable(path)
     check = ParityCheck(config.images, config.count, config.overrides)
     verdicts: list[ArtifactVerdict] = []
@@ -124,7 +130,8 @@ def verify(config: VerifyConfig, *, progress: Progress | None = None) -> VerifyR
 
 
 class Judge:
-    """Judges artifacts of one model against eager PyTorch; the held-out set and eager's outputs are made once."""
+    """Judges artifacts of one model against its reference; the held-out set and the reference's outputs are made
+    once."""
 
     def __init__(self, source: Sidecar, check: ParityCheck, *, progress: Progress | None = None) -> None:
         self._source = source
@@ -136,31 +143,36 @@ class Judge:
 
     def __call__(self, artifact: Path, sidecar: Sidecar, *, name: str | None = None) -> ArtifactVerdict:
         """Verdict on `artifact`; a build judges it in its work folder (`name` is where it will be published)."""
-        held, reference = self._eager()
+        held, reference = self._reference_outputs()
         label = sidecar.label.name
         tolerance = tolerance_for(sidecar.precision_name, sidecar.weights.kind, self._check.overrides)
-        self._say(f"{sidecar.model}: verifying {label} against eager PyTorch on {len(held.arrays)} held-out images")
+        against = reference_description(self._source)
+        self._say(f"{sidecar.model}: verifying {label} against {against} on {len(held.arrays)} held-out images")
         with runner_for(artifact, sidecar=sidecar) as runner:
             verdict = check_runner(runner, name or str(artifact), label, tolerance, sidecar, held, reference)
         if sidecar.precision_name == "fp16" and not self._fp16_tried:
-            self._say(f"{sidecar.model}: eager PyTorch in FP16 arithmetic (how FP16 compute moves this network)")
-            self._fp16_reference = eager_fp16_outputs(self._source, held)
+            if is_imported(self._source):
+                self._say(f"{sidecar.model}: no FP16-arithmetic reference ({NO_MODULE} to run in FP16)")
+            else:
+                self._say(f"{sidecar.model}: eager PyTorch in FP16 arithmetic (how FP16 compute moves this network)")
+                self._fp16_reference = eager_fp16_outputs(self._source, held)
             self._fp16_tried = True
         return with_fp16_checks(verdict, sidecar, reference, self._fp16_reference)
 
     @property
     def images(self) -> str:
-        return self._eager()[0].source
+        return self._reference_outputs()[0].source
 
     @property
     def labelled(self) -> bool:
-        return self._eager()[0].labels is not None
+        return self._reference_outputs()[0].labels is not None
 
-    def _eager(self) -> tuple[HeldOutSet, dict[str, np.ndarray]]:
+    def _reference_outputs(self) -> tuple[HeldOutSet, dict[str, np.ndarray]]:
         if self._reference is None:
             held = held_out_set(self._source, images=self._check.images, count=self._check.count)
             self._say(
-                f"{self._source.model}: eager PyTorch reference on {len(held.arrays)} held-out images ({held.source})"
+                f"{self._source.model}: {reference_description(self._source)} reference on {len(held.arrays)} "
+                f"held-out images ({held.source})"
             )
             self._reference = held, eager_outputs(self._source, held)
         return self._reference
@@ -171,7 +183,7 @@ def verdict_record(verdict: ArtifactVerdict, images: str) -> dict[str, Any]:
     out = verdict.parity.outputs[0]
     return {
         "passed": verdict.passed,
-        "reference": "eager PyTorch (FP32)",
+        "reference": verdict.reference,
         "images": images,
         "samples": verdict.samples,
         "tolerance": dataclasses.asdict(verdict.tolerance),
@@ -206,17 +218,22 @@ def _artifact_sidecar(path: Path) -> Sidecar:
     if not path.is_file():
         raise BadInput(f"artifact {path} does not exist", hint="build it with `deploy build MODEL`")
     target_for(path)
-    return load_sidecar(path)
+    return require_sidecar(path)
 
 
 def eager_outputs(sidecar: Sidecar, held: HeldOutSet, *, fp16: bool = False) -> dict[str, np.ndarray]:
-    with eager_runner(sidecar, fp16=fp16) as runner:
+    """The reference's outputs on the held-out set: eager PyTorch (in FP16 arithmetic with `fp16`), or an imported
+    model's FP32 ONNX on ONNX Runtime (which has no FP16 variant: see eager_fp16_outputs)."""
+    with eager_runner(sidecar, fp16=True) if fp16 else reference_runner(sidecar) as runner:
         return run_held_out(runner, sidecar, held)
 
 
 def eager_fp16_outputs(sidecar: Sidecar, held: HeldOutSet) -> dict[str, np.ndarray] | None:
     """Eager outputs in FP16 arithmetic, or None where PyTorch has no FP16 CPU kernel for a layer of this model
-    (measured: AlexNet's adaptive average pooling has none in torch 2.14)."""
+    (measured: AlexNet's adaptive average pooling has none in torch 2.14), or for an imported model (no module)."""
+    if is_imported(sidecar):
+        log.info("%s: no eager FP16 reference (%s)", sidecar.model, NO_MODULE)
+        return None
     try:
         return eager_outputs(sidecar, held, fp16=True)
     except (NotImplementedError, RuntimeError) as exc:
@@ -270,7 +287,7 @@ def check_runner(
     held: HeldOutSet,
     reference: dict[str, np.ndarray],
 ) -> ArtifactVerdict:
-    """Run an active runner over the held-out set and judge it against eager's outputs."""
+    """Run an active runner over the held-out set and judge it against the reference's outputs."""
     from deploy.harness.compare import compare_outputs
 
     candidate = run_held_out(runner, sidecar, held)
@@ -278,7 +295,7 @@ def check_runner(
         reference,
         candidate,
         tolerance,
-        reference_name="torch",
+        reference_name="onnxruntime-fp32" if is_imported(sidecar) else "torch",
         candidate_name=f"{runner.name}:{Path(artifact).name}",
         inputs=held.names,
     )
@@ -297,4 +314,5 @@ def check_runner(
         samples=len(held.arrays),
         eager_accuracy=eager_accuracy,
         artifact_accuracy=artifact_accuracy,
+        reference=reference_description(sidecar),
     )

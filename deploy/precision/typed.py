@@ -1,6 +1,6 @@
 """Typed ONNX per precision: an FP32 copy, FP16 by ModelOpt AutoCast, INT8 Q/DQ (ModelOpt S8 for TensorRT, ONNX
 Runtime U8S8 with 7-bit weights for CPU runtimes). Writes one ONNX file and says how it was made; publishing,
-judging and compiling for a target belong to deploy.build."""
+judging and compiling for a target belong to deploy.builder."""
 
 from __future__ import annotations
 
@@ -162,7 +162,7 @@ def _int8(
     from deploy.precision.int8 import quantize_int8
 
     method = label.method or "entropy"
-    assert method != "percentile", "ModelOpt offers entropy and max; deploy.build refuses percentile for TensorRT"
+    assert method != "percentile", "ModelOpt offers entropy and max; deploy.builder refuses percentile for TensorRT"
     result = quantize_int8(
         _int8_source(source, sidecar, calib, config), method=method, high_precision=config.high_precision
     )

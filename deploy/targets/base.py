@@ -35,7 +35,7 @@ class TargetOptions:
 
 @dataclass(frozen=True)
 class CompileRequest:
-    """A typed ONNX (published, with its sidecar) to compile into `work_dir`; deploy.build judges the result there
+    """A typed ONNX (published, with its sidecar) to compile into `work_dir`; deploy.builder judges the result there
     and publishes it to `out_dir` beside the typed ONNX (caches, such as TensorRT's timing cache, go there too)."""
 
     onnx: Path

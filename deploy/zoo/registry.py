@@ -22,7 +22,7 @@ class ModelSpec:
 
     name: str
     family: str
-    source: Literal["torchvision", "deploy"]
+    source: Literal["torchvision", "deploy", "user"]
     build: Callable[[], nn.Module] = field(repr=False, compare=False)
     input_shape: tuple[int, int, int]  # C, H, W
     preprocessing: Preprocessing

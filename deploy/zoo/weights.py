@@ -37,7 +37,7 @@ _DOWNLOAD_TIMEOUT_S = 30.0
 class WeightsSource:
     """Where a model's parameters came from; recorded in every sidecar."""
 
-    kind: Literal["torchvision", "checkpoint", "random", "digits"]
+    kind: Literal["torchvision", "checkpoint", "random", "digits", "module"]
     name: str
     preprocessing: Preprocessing
     labels: tuple[str, ...] | None

@@ -52,7 +52,7 @@ class PlanOptions(TargetOptions):
 
 @dataclass(frozen=True)
 class PlanResult:
-    """A plan written to `path` (a work folder until deploy.build publishes it) with its sidecar."""
+    """A plan written to `path` (a work folder until deploy.builder publishes it) with its sidecar."""
 
     path: Path
     sidecar: Sidecar

@@ -198,7 +198,13 @@ def _calibration(sidecar: Sidecar, config: BuildConfig, warnings: list[str]) -> 
 
 
 def _resolve_sources(config: BuildConfig, say: Progress) -> tuple[list[Path], list[Path]]:
-    """The FP32 ONNX files to build from; a model named without an export is exported first."""
+    """The FP32 ONNX files to build from, each with its sidecar; a model named without an export is exported first.
+
+    A name is looked up as `export_dir/NAME.onnx` before the zoo is asked, so an imported model (`deploy import`)
+    builds by its name; an ONNX file without a sidecar is refused with the `deploy import` command that writes one.
+    """
+    from deploy.imported import exported_onnx, require_sidecar
+
     exported: list[Path] = []
     if not config.sources:
         sources = sorted(p for p in config.export_dir.glob("*.onnx")) if config.export_dir.is_dir() else []
@@ -207,6 +213,8 @@ def _resolve_sources(config: BuildConfig, say: Progress) -> tuple[list[Path], li
                 f"no exported ONNX models in {config.export_dir}",
                 hint="name a model (`deploy build resnet18`) or export one first with `deploy export MODEL`",
             )
+        for source in sources:
+            require_sidecar(source, check_hash=False)
         return sources, exported
     sources = []
     for requested in config.sources:
@@ -214,14 +222,20 @@ def _resolve_sources(config: BuildConfig, say: Progress) -> tuple[list[Path], li
         if requested.endswith(".onnx") or path.is_file():
             if not path.is_file():
                 raise BadInput(f"ONNX file {path} does not exist", hint="export it with `deploy export MODEL`")
+            require_sidecar(path, check_hash=False)
             sources.append(path)
+            continue
+        candidate = exported_onnx(requested, config.export_dir)
+        if candidate is not None:  # an imported model, or an export under its own name
+            require_sidecar(candidate, check_hash=False)
+            sources.append(candidate)
             continue
         from deploy.zoo import get_spec
 
         name = get_spec(requested).name
         candidate = config.export_dir / f"{name}.onnx"
         if not candidate.is_file():
-            from deploy.export import ExportConfig, export_model
+            from deploy.exporter import ExportConfig, export_model
 
             say(f"no {candidate}: exporting {name} first")
             ensure_writable_dir(config.export_dir, option="--export-dir")
@@ -230,6 +244,8 @@ def _resolve_sources(config: BuildConfig, say: Progress) -> tuple[list[Path], li
             )
             candidate = export_model(export_config, progress=say).onnx_path
             exported.append(candidate)
+        else:
+            require_sidecar(candidate, check_hash=False)
         sources.append(candidate)
     return sources, exported
 

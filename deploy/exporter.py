@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import io
 import logging
@@ -16,6 +17,7 @@ import numpy as np
 import onnx
 import torch
 from PIL import Image
+from torch import nn
 
 from deploy import __version__
 from deploy.backends.base import TensorMeta
@@ -40,6 +42,7 @@ from deploy.sidecar import (
 from deploy.simplify import SIMPLIFIERS, Simplifier, SimplifyResult, simplify
 from deploy.targets.onnxruntime.runner import OrtRunner
 from deploy.zoo import LoadedModel, get_spec, load_model
+from deploy.zoo.own import MODULE_KIND, own_model
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +101,28 @@ def export_model(config: ExportConfig, *, progress: Progress | None = None) -> E
     _check_samples(spec.sample_set, config)
     out_dir = ensure_writable_dir(config.out_dir, option="--out-dir")  # `deploy export`; callers check their own
     started = time.perf_counter()
-
     say(f"loading {spec.name} ({config.weights or spec.default_weights} weights)")
     loaded = load_model(spec, config.weights, config.custom)
+    return _export(loaded, config, out_dir, say, started)
 
+
+def export_module(
+    module: nn.Module, config: ExportConfig, *, color: str = "RGB", progress: Progress | None = None
+) -> ExportResult:
+    """Export your own `nn.Module` under `config.model` (a new name): checked against the module like a zoo model;
+    later commands judge against the FP32 ONNX written here, since nothing can rebuild the module from files."""
+    say = progress or (lambda _message: None)
+    started = time.perf_counter()
+    loaded = own_model(module, config.model, config.custom, color=color)
+    if config.weights is not None:
+        raise BadInput("weights apply to registered architectures", hint="load your weights into the module first")
+    _check_samples(loaded.spec.sample_set, config)
+    out_dir = ensure_writable_dir(config.out_dir, option="out_dir")
+    return _export(loaded, config, out_dir, say, started)
+
+
+def _export(loaded: LoadedModel, config: ExportConfig, out_dir: Path, say: Progress, started: float) -> ExportResult:
+    spec = loaded.spec
     say(f"exporting with torch.export (opset {config.opset}, {_batch_text(config)})")
     raw = _torch_export(loaded, config)
 
@@ -148,7 +169,7 @@ def export_model(config: ExportConfig, *, progress: Progress | None = None) -> E
         sidecar = Sidecar(
             model=spec.name,
             family=spec.family,
-            weights=WeightsInfo.from_dict(loaded.source.to_dict()),
+            weights=_weights_info(loaded, onnx_path, onnx_tmp),
             inputs=(TensorInfo(spec.input_name, input_meta[0].shape),),
             outputs=outputs,
             batch=config.batch_range,
@@ -189,6 +210,15 @@ def export_model(config: ExportConfig, *, progress: Progress | None = None) -> E
 
     say(f"wrote {onnx_path} and {json_path}")
     return ExportResult(onnx_path, sidecar_path(onnx_path), sidecar, simplification, parity, simplification_parity)
+
+
+def _weights_info(loaded: LoadedModel, onnx_path: Path, written: Path) -> WeightsInfo:
+    """The sidecar's weights block; a module's names the FP32 ONNX written here as its reference, by path and hash."""
+    weights = WeightsInfo.from_dict(loaded.source.to_dict())
+    if loaded.source.kind != MODULE_KIND:
+        return weights
+    reference = {"path": str(onnx_path.resolve()), "sha256": sha256_file(written)}
+    return dataclasses.replace(weights, detail=weights.detail | reference)
 
 
 def _validate(config: ExportConfig) -> None:
