@@ -198,7 +198,8 @@ class Predictor:
             if len(scores.shape) != 2:
                 raise BadInput(
                     f"{contract.model} outputs {list(scores.shape[1:])} feature maps, not class scores",
-                    hint="`deploy infer` prints labels for classifiers only; use the Python API for raw outputs",
+                    hint="`deploy infer` and `deploy.load` label class scores only; run the file on ONNX Runtime "
+                    "directly for its feature maps",
                 )
             if self._batch_range is None:
                 first = next(m.shape[0] for m in with_runner.inputs if m.name == contract.input_name)
@@ -351,7 +352,8 @@ class Predictor:
         if scores.ndim != 2 or scores.shape[0] != rows:
             raise BadInput(
                 f"{self.model} outputs {list(scores.shape)} for a batch of {rows}, not one row of class scores each",
-                hint="`deploy infer` prints labels for classifiers only; use the Python API for raw outputs",
+                hint="`deploy infer` and `deploy.load` label class scores only; run the file on ONNX Runtime "
+                "directly for its feature maps",
             )
         return [Classification(name, _top(scores[i], self.labels, top_k)) for i, (name, _) in enumerate(pending)]
 
