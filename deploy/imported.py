@@ -1,8 +1,10 @@
-"""What marks an imported model (an ONNX classifier made by another tool, given a sidecar by `deploy import`) and the
-commands that make or remake one: shared by every stage that must treat it differently from a zoo export.
+"""What marks a model without a PyTorch module deploy can rebuild, and the commands that make or remake one: shared
+by every stage that must treat it differently from a zoo export.
 
-An imported model has no PyTorch module: its reference is its own FP32 ONNX on ONNX Runtime, recorded in the
-sidecar's weights block (kind "onnx": the original file as `name`, the imported copy's `path` and `sha256`).
+Two kinds of model have none: an imported model (an ONNX classifier made by another tool, given a sidecar by
+`deploy import`; weights kind "onnx", the original file as `name`) and your own `nn.Module` exported from Python
+(kind "module", deploy.zoo.own). Their reference is their FP32 ONNX on ONNX Runtime, which the sidecar's weights
+block records by `path` and `sha256`.
 """
 
 from __future__ import annotations
@@ -14,27 +16,52 @@ from deploy.errors import ArtifactError
 from deploy.sidecar import Sidecar, load_sidecar, sidecar_path
 
 IMPORTED_KIND = "onnx"  # WeightsInfo.kind of an imported model
+MODULE_KIND = "module"  # WeightsInfo.kind of your own nn.Module exported from Python (deploy.zoo.own)
 IMPORTED_FAMILY = "imported"
 EAGER_REFERENCE = "eager PyTorch (FP32)"
 ONNX_REFERENCE = "FP32 ONNX on ONNX Runtime (imported, no PyTorch module)"
-# The bench row of the reference: eager PyTorch for zoo models; the imported FP32 ONNX on ONNX Runtime otherwise.
+MODULE_REFERENCE = "FP32 ONNX on ONNX Runtime (exported from your module, which files cannot rebuild)"
+# The bench row of the reference (the CPU speed-up baseline): eager PyTorch, or the FP32 ONNX on ONNX Runtime.
 EAGER_ROW = "eager"
 ONNX_ROW = "imported-onnx"
+MODULE_ROW = "module-onnx"
 NO_MODULE = "an imported ONNX has no PyTorch module"
+_NO_REBUILD = "your module cannot be rebuilt from files"
 
 
 def is_imported(sidecar: Sidecar) -> bool:
     return sidecar.weights.kind == IMPORTED_KIND
 
 
+def has_onnx_reference(sidecar: Sidecar) -> bool:
+    """No PyTorch module deploy can rebuild: the reference is the FP32 ONNX (imported, or exported from Python)."""
+    return sidecar.weights.kind in (IMPORTED_KIND, MODULE_KIND)
+
+
+def no_module(sidecar: Sidecar) -> str:
+    """Why no eager PyTorch run (FP16 arithmetic, torch.compile, CUDA) exists for a model with an ONNX reference."""
+    return NO_MODULE if is_imported(sidecar) else _NO_REBUILD
+
+
 def reference_description(sidecar: Sidecar) -> str:
     """What an artifact of this model is judged against, as messages and records name it."""
-    return ONNX_REFERENCE if is_imported(sidecar) else EAGER_REFERENCE
+    if not has_onnx_reference(sidecar):
+        return EAGER_REFERENCE
+    return ONNX_REFERENCE if is_imported(sidecar) else MODULE_REFERENCE
 
 
 def reference_row(sidecar: Sidecar) -> str:
     """The name of the reference's row in bench tables (the speed-up baseline on CPU)."""
-    return ONNX_ROW if is_imported(sidecar) else EAGER_ROW
+    if not has_onnx_reference(sidecar):
+        return EAGER_ROW
+    return ONNX_ROW if is_imported(sidecar) else MODULE_ROW
+
+
+def remake_hint(sidecar: Sidecar) -> str:
+    """How to recreate the FP32 ONNX a model with an ONNX reference is judged against."""
+    if is_imported(sidecar):
+        return f"re-import it ({reimport_command(sidecar)})"
+    return f"export your module again from Python (deploy.export(module, name={sidecar.model!r}, ...))"
 
 
 def exported_onnx(name: str, export_dir: Path) -> Path | None:

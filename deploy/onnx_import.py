@@ -32,7 +32,7 @@ from deploy.files import Staging, ensure_writable_dir, sha256_file
 from deploy.harness.checks import MAX_BATCH, check_int
 from deploy.imported import IMPORTED_FAMILY, IMPORTED_KIND
 from deploy.preprocessing import Preprocessing, preprocess_batch
-from deploy.samples import samples_for
+from deploy.samples import SampleSet, samples_for
 from deploy.sidecar import (
     BatchRange,
     Sidecar,
@@ -70,7 +70,7 @@ class ImportConfig:
 
     def __post_init__(self) -> None:
         if self.name is not None:
-            _check_name(self.name, "--name")
+            _check_name(self.name, self.source, given=True)
         if self.max_batch is not None:
             check_int("--max-batch", self.max_batch, low=1, high=MAX_BATCH, example=DEFAULT_MAX_BATCH)
 
@@ -114,7 +114,7 @@ def import_onnx(config: ImportConfig, *, progress: Progress | None = None) -> Im
     if not source.is_file():
         raise BadInput(f"ONNX file {source} does not exist", hint="pass the path of your .onnx file")
     if config.name is None:
-        _check_name(stem, f"the file name of {source}")
+        _check_name(stem, source, given=False)
     _check_not_zoo(stem, source)
     graph = _read_graph(source)
     say(f"{source}: input {graph.input} {_shape_text(graph)}, output {graph.output}, opset {graph.opset}")
@@ -178,12 +178,14 @@ def import_onnx(config: ImportConfig, *, progress: Progress | None = None) -> Im
     return ImportResult(onnx_path, sidecar_path(onnx_path), sidecar, assumptions, checked)
 
 
-def _check_name(name: str, what: str) -> None:
+def _check_name(name: str, source: Path, *, given: bool) -> None:
+    """A plain file stem: no dots, so `NAME.fp16.onnx` in engines/ is never read as another model's artifact."""
     if _NAME.fullmatch(name) is None:
         plain = re.sub(r"[^A-Za-z0-9_-]", "_", name).strip("_-")[:100] or "my_model"
+        what = f"--name {name!r} for {source}" if given else f"{source} would be imported as {name!r} (its stem), which"
         raise BadInput(
-            f"{what} {name!r} is not a plain model name (ASCII letters, digits, '_' and '-', at most 100, starting "
-            "with a letter or digit)",
+            f"{what} is not a plain model name (ASCII letters, digits, '_' and '-', at most 100, starting with a "
+            "letter or digit)",
             hint=f"pass --name {plain}",
         )
 
@@ -385,7 +387,7 @@ def _check_run(source: Path, graph: _Graph, prep: Preprocessing, batch: BatchRan
     preprocessed tensors and give finite [N, classes] scores. Returns (classes, images run)."""
     from deploy.targets.onnxruntime.runner import OrtRunner
 
-    demo = "digits" if prep.color == "L" else "photos"
+    demo: SampleSet = "digits" if prep.color == "L" else "photos"
     images = preprocess_batch([sample.image for sample in samples_for(demo, CHECK_IMAGES)], prep)
     if batch.dynamic:
         feeds = [images[:1], images[1 : 1 + min(batch.max, len(images) - 1)]]

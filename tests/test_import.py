@@ -4,6 +4,7 @@ Runtime; and every file that is not an image classifier deploy can feed is refus
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Iterator
@@ -18,13 +19,15 @@ from onnx import TensorProto, helper, numpy_helper
 from tritonclient.grpc import model_config_pb2
 from typer.testing import CliRunner
 
+from deploy.backends.torch_runner import TorchRunner
 from deploy.cli import app
 from deploy.errors import ArtifactError
 from deploy.harness.reference import reference_runner
-from deploy.imported import EAGER_REFERENCE, ONNX_REFERENCE, ONNX_ROW
+from deploy.imported import EAGER_REFERENCE, MODULE_REFERENCE, ONNX_REFERENCE, ONNX_ROW, reference_description
 from deploy.preprocessing import Preprocessing, preprocess_batch
 from deploy.samples import digits_split
-from deploy.sidecar import load_sidecar
+from deploy.sidecar import WeightsInfo, load_sidecar
+from deploy.targets.onnxruntime.runner import OrtRunner
 
 SIDE = 16
 MEAN, STD = 0.3, 0.3
@@ -52,22 +55,25 @@ def _features(images: np.ndarray, filters: np.ndarray) -> np.ndarray:
     return conv.reshape(n, k, h // 2, 2, w // 2, 2).max(axis=(3, 5)).reshape(n, -1)
 
 
-def _digits_classifier(path: Path, *, batch: int | str = "N", side: int | str = SIDE) -> Path:
+def _digits_classifier(path: Path, *, fitted: bool = True) -> Path:
     """A digits classifier another tool could have written: fixed random 3×3 filters and a softmax-regression head
-    fitted on scikit-learn's digits training split (a few hundred NumPy steps: no training framework)."""
-    prep = Preprocessing(SIDE, SIDE, (MEAN,), (STD,), "bilinear", "L")
-    train = digits_split().train
-    images = preprocess_batch([s.image for s in train], prep)
-    targets = np.eye(10, dtype=np.float32)[[s.label for s in train]]
-    filters = np.random.default_rng(0).standard_normal((FILTERS, 1, 3, 3)).astype(np.float32)
-    features = _features(images, filters)
-    features = np.hstack([features, np.ones((len(features), 1), np.float32)])
-    coef = np.zeros((features.shape[1], 10), np.float32)
-    step = 0.5 / np.abs(features).max()
-    for _ in range(150):
-        logits = features @ coef
-        p = np.exp(logits - logits.max(axis=1, keepdims=True))
-        coef -= step * features.T @ (p / p.sum(axis=1, keepdims=True) - targets) / len(features)
+    fitted on scikit-learn's digits training split (a few hundred NumPy steps: no training framework); unfitted,
+    a head of random weights (for checks that never run it)."""
+    rng = np.random.default_rng(0)
+    filters = rng.standard_normal((FILTERS, 1, 3, 3)).astype(np.float32)
+    coef = rng.standard_normal((FILTERS * (SIDE // 2) ** 2 + 1, 10)).astype(np.float32)
+    if fitted:
+        prep = Preprocessing(SIDE, SIDE, (MEAN,), (STD,), "bilinear", "L")
+        train = digits_split().train
+        targets = np.eye(10, dtype=np.float32)[[s.label for s in train]]
+        features = _features(preprocess_batch([s.image for s in train], prep), filters)
+        features = np.hstack([features, np.ones((len(features), 1), np.float32)])
+        coef = np.zeros_like(coef)
+        step = 0.5 / np.abs(features).max()
+        for _ in range(150):
+            logits = features @ coef
+            p = np.exp(logits - logits.max(axis=1, keepdims=True))
+            coef -= step * features.T @ (p / p.sum(axis=1, keepdims=True) - targets) / len(features)
     head_w, head_b = coef[:-1].T.copy(), coef[-1].copy()
     nodes = [
         helper.make_node("Conv", ["pixels", "w", "b"], ["conv"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
@@ -82,8 +88,8 @@ def _digits_classifier(path: Path, *, batch: int | str = "N", side: int | str = 
         numpy_helper.from_array(head_w, "head_w"),
         numpy_helper.from_array(head_b, "head_b"),
     ]
-    pixels = helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [batch, 1, side, side])
-    scores = helper.make_tensor_value_info("class_scores", TensorProto.FLOAT, [batch, 10])
+    pixels = helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 1, SIDE, SIDE])
+    scores = helper.make_tensor_value_info("class_scores", TensorProto.FLOAT, ["N", 10])
     return _save(path, nodes, [pixels], [scores], initializers)
 
 
@@ -223,9 +229,16 @@ def test_the_reference_is_refused_once_the_imported_onnx_changed(tmp_path: Path)
     assert "deploy import" in refused.output and "Traceback" not in refused.output
 
 
-def test_zoo_models_keep_eager_pytorch_as_their_reference(lenet5_export: Any) -> None:
-    assert type(reference_runner(lenet5_export.sidecar)).__name__ == "TorchRunner"
-    assert lenet5_export.sidecar.weights.kind != "onnx" and EAGER_REFERENCE == "eager PyTorch (FP32)"
+def test_the_reference_follows_the_weights_kind(built: dict[str, Any]) -> None:
+    """Zoo models keep eager PyTorch; imported ONNX and modules exported from Python (no file rebuilds either) are
+    judged against their recorded FP32 ONNX on ONNX Runtime."""
+    imported = load_sidecar(Path("export/digits.onnx"))
+    assert isinstance(reference_runner(imported), OrtRunner)
+    assert reference_description(imported) == ONNX_REFERENCE
+    module = dataclasses.replace(imported, weights=dataclasses.replace(imported.weights, kind="module"))
+    assert isinstance(reference_runner(module), OrtRunner) and reference_description(module) == MODULE_REFERENCE
+    zoo = dataclasses.replace(imported, model="lenet5", family="LeNet", weights=WeightsInfo("random", "random"))
+    assert isinstance(reference_runner(zoo), TorchRunner) and reference_description(zoo) == EAGER_REFERENCE
 
 
 @pytest.mark.parametrize("command", ["build", "verify", "bench", "triton"])
@@ -269,11 +282,16 @@ REFUSALS = [
     ("rank-3", _rank3, [], "not a float32 [N, C, H, W] image batch"),
     ("two-outputs", _two_outputs, [], "has 2 outputs"),
     ("feature-map", _feature_map, [], "not float32 class scores [N, classes]"),
-    ("labels", lambda p: _digits_classifier(p), ["--mean", "0", "--std", "1", "--labels", "LABELS"], "names 3 classes"),
+    (
+        "labels",
+        lambda p: _digits_classifier(p, fitted=False),
+        ["--mean", "0", "--std", "1", "--labels", "LABELS"],
+        "names 3 classes",
+    ),
     ("size", lambda p: _rgb_classifier(p), ["--input-size", "32"], "--input-size 32 does not match"),
     ("dynamic-size", lambda p: _rgb_classifier(p, side="H"), [], "dynamic H/W"),
     ("clash", lambda p: _rgb_classifier(p), ["--name", "LeNet5"], "a zoo architecture"),
-    ("gray-normalisation", lambda p: _digits_classifier(p), [], "--mean and --std were not given"),
+    ("gray-normalisation", lambda p: _digits_classifier(p, fitted=False), [], "--mean and --std were not given"),
     ("missing", lambda p: p, [], "does not exist"),
     ("not-onnx", _not_onnx, [], "is not an ONNX model"),
 ]

@@ -16,10 +16,10 @@ import deploy
 # Bottom first. A package or module named here holds everything under it.
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors", "environment", "lazy", "files", "codec", "validation"}),
-    frozenset({"preprocessing", "simplify", "samples", "sidecar", "customization"}),
+    frozenset({"preprocessing", "simplify", "samples", "sidecar", "customization", "imported"}),
     frozenset({"zoo", "backends", "targets", "serving"}),
     frozenset({"harness", "doctor"}),
-    frozenset({"exporter", "report"}),
+    frozenset({"exporter", "report", "onnx_import"}),
     frozenset({"precision"}),
     frozenset({"builder"}),
     frozenset({"pipeline"}),

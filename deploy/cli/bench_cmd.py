@@ -1,4 +1,5 @@
-"""`deploy bench ARTIFACT...`: eager vs each artifact, interleaved in one run, speed-up with its spread."""
+"""`deploy bench ARTIFACT...`: the reference (eager PyTorch, or an imported model's FP32 ONNX) vs each artifact,
+interleaved in one run, speed-up with its spread."""
 
 from __future__ import annotations
 
@@ -30,11 +31,14 @@ def bench(
     ),
     duration: float = typer.Option(5.0, "--duration", help="Seconds of interleaved timing per batch size (max 3600)."),
     images: Path | None = typer.Option(None, "--images", help="Images for the input pool (default: demo set)."),
-    no_eager: bool = typer.Option(False, "--no-eager", help="Skip eager PyTorch (no speed-up column)."),
+    no_eager: bool = typer.Option(
+        False, "--no-eager", help="Skip the reference: eager PyTorch, or an imported model's FP32 ONNX (no speed-up)."
+    ),
     overhead: bool = typer.Option(False, "--overhead", help="Also measure the runner's overhead vs a bare session."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
 ) -> None:
-    """Time eager PyTorch and every artifact interleaved (A B A B …) so machine drift cancels."""
+    """Time eager PyTorch (an imported model: its FP32 ONNX) and every artifact interleaved (A B A B …) so machine
+    drift cancels."""
     import dataclasses
 
     from deploy.cli.options import parse_batches, refuse_unused
@@ -68,7 +72,8 @@ def bench(
         return
     for item in result.batches:
         table = Table(title=f"{result.model} batch {item.batch} — {result.threads} threads, {result.cpu}")
-        for column in ("runner", "p50 ms", "p90 ms", "p99 ms", "mean ms", "images/s", "speed-up vs eager (p10–p90)"):
+        speedup = f"speed-up vs {result.reference or 'eager'} (p10–p90)"
+        for column in ("runner", "p50 ms", "p90 ms", "p99 ms", "mean ms", "images/s", speedup):
             table.add_column(column)
         for name, stats in item.latency.items():
             ratio = item.speedup.get(name)

@@ -63,7 +63,8 @@ def import_onnx(
     stdout.print(f"{result.sidecar_path}", highlight=False)
     where = "" if out_dir == Path("export") else f" --export-dir {out_dir}"
     stderr.print(
-        f"[green]✓[/green] {escape(result.sidecar.model)}: ran on {result.checked_images} demo images; next: "
+        f"[green]✓[/green] {escape(result.sidecar.model)}: ran on {result.checked_images} demo "
+        f"image{'s' * (result.checked_images != 1)}; next: "
         f"{escape(f'deploy build {result.sidecar.model}{where}')}",
         highlight=False,
     )

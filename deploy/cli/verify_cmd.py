@@ -1,4 +1,5 @@
-"""`deploy verify ARTIFACT...`: accuracy parity of each artifact against eager PyTorch on held-out images."""
+"""`deploy verify ARTIFACT...`: accuracy parity of each artifact against its model's reference on held-out images
+(eager PyTorch; an imported model's FP32 ONNX on ONNX Runtime)."""
 
 from __future__ import annotations
 
@@ -26,11 +27,13 @@ def verify(
     min_top1: float | None = MIN_TOP1,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
 ) -> None:
-    """Compare each artifact with eager PyTorch (FP32): errors, cosine, top-k agreement, accuracy when labelled."""
+    """Compare each artifact with eager PyTorch (FP32), or an imported model's FP32 ONNX on ONNX Runtime: errors,
+    cosine, top-k agreement, accuracy when labelled."""
     from deploy.cli.options import check_tolerances
     from deploy.errors import ParityError
     from deploy.harness.verify import VerifyConfig
     from deploy.harness.verify import verify as run_verify
+    from deploy.imported import EAGER_REFERENCE
 
     overrides = check_tolerances(atol=atol, rtol=rtol, min_cosine=min_cosine, min_top1=min_top1)
     config = VerifyConfig(artifacts=tuple(artifacts), images=images, count=count, overrides=overrides)
@@ -38,9 +41,11 @@ def verify(
     if as_json:
         print_json(result)
     else:
-        table = Table(title=f"deploy verify — held-out images: {result.images}")
+        references = {v.reference for v in result.verdicts} - {EAGER_REFERENCE}  # zoo models: eager, as always
+        against = f" — reference: {', '.join(sorted(references))}" if references else ""
+        table = Table(title=f"deploy verify — held-out images: {result.images}{against}")
         columns = ["artifact", "precision", "parity", "max |Δ|", "p99 |Δ|", "cosine mean/min", "top-1", "top-5"]
-        columns += ["accuracy eager → artifact"] if result.labelled else []
+        columns += [f"accuracy {'reference' if references else 'eager'} → artifact"] if result.labelled else []
         for column in columns:
             table.add_column(column)
         for verdict in result.verdicts:

@@ -1,23 +1,23 @@
 """The eager PyTorch reference for an artifact of a zoo model: the same architecture and weights its sidecar records.
 
 Judging and timing ask deploy.harness.reference for the reference, which is this for zoo models and the imported
-FP32 ONNX for models brought in with `deploy import` (they have no module to rebuild)."""
+FP32 ONNX for models brought in with `deploy import` or exported from your own module (no module to rebuild)."""
 
 from __future__ import annotations
 
 from deploy.backends.base import TensorMeta
 from deploy.backends.torch_runner import TorchRunner
 from deploy.errors import BadInput
-from deploy.imported import NO_MODULE, is_imported
+from deploy.imported import has_onnx_reference, no_module
 from deploy.sidecar import Sidecar
 
 
 def eager_runner(sidecar: Sidecar, *, device: str = "cpu", compiled: bool = False, fp16: bool = False) -> TorchRunner:
     """`compiled`: the same module through torch.compile (inductor), compiled lazily on the first calls.
     `fp16`: the module in float16, every layer computing in FP16 (PyTorch has FP16 CPU kernels)."""
-    if is_imported(sidecar):  # never rebuilt from the zoo under its name: it is not that architecture
+    if has_onnx_reference(sidecar):  # never rebuilt from the zoo under its name: it is not that architecture
         raise BadInput(
-            f"no eager PyTorch run of {sidecar.model}: {NO_MODULE}",
+            f"no eager PyTorch run of {sidecar.model}: {no_module(sidecar)}",
             hint="its reference is its FP32 ONNX on ONNX Runtime; `deploy verify` and `deploy bench` use it",
         )
     import torch

@@ -47,9 +47,10 @@ from deploy.harness.heldout import held_out_set
 from deploy.harness.reference import reference_runner
 from deploy.imported import (
     EAGER_ROW,
-    NO_MODULE,
     exported_onnx,
+    has_onnx_reference,
     is_imported,
+    no_module,
     reference_row,
     reimport_command,
     require_sidecar,
@@ -151,8 +152,8 @@ def bench(
     first = next(iter(sidecars.values()))
     on_gpu = {path.name for path in sidecars if target_for(path).device == "cuda"}  # timed against eager CUDA
     if config.eager and on_gpu:
-        if is_imported(first):
-            say(f"{', '.join(sorted(on_gpu))}: no speed-up ({NO_MODULE} to run on CUDA as their baseline)")
+        if has_onnx_reference(first):
+            say(f"{', '.join(sorted(on_gpu))}: no speed-up (no CUDA baseline: {no_module(first)})")
         else:
             _check_eager_cuda()
     held = held_out_set(first, images=config.images, count=None)
@@ -243,6 +244,9 @@ def _range_fix(sidecar: Sidecar, batch: int) -> str:
     """How to get an artifact that takes `batch`: export (or import) it so, and rebuild what came from that."""
     if is_imported(sidecar):
         return _imported_range_fix(sidecar, batch)
+    if has_onnx_reference(sidecar):  # your module, exported from Python: no command can re-export it
+        within = f"within {sidecar.batch.min}-{sidecar.batch.max}" if sidecar.batch.dynamic else str(sidecar.batch.max)
+        return f"pass --batch {within}, or export your module again from Python with max_batch={batch}"
     export = f"deploy export {sidecar.model} --weights {sidecar.weights.argument} --max-batch {batch}"
     built = sidecar.precision is not None or sidecar.target is not None
     rebuild = f", then `deploy build {sidecar.model}` again" if built else ""
@@ -306,7 +310,7 @@ def _runners(config: InterleavedConfig, sidecars: dict[Path, Sidecar], first: Si
     runners: dict[str, Runner] = {}
     if config.eager:
         runners[reference_row(first)] = reference_runner(first, threads=config.threads)
-        if not is_imported(first) and any(target_for(path).device == "cuda" for path in sidecars):
+        if not has_onnx_reference(first) and any(target_for(path).device == "cuda" for path in sidecars):
             runners[EAGER_CUDA] = eager_runner(first, device="cuda")
     for path, sidecar in sidecars.items():
         runners[path.name] = runner_for(path, threads=config.threads, sidecar=sidecar)

@@ -8,7 +8,8 @@ and checked against eager like them, so "our best vs the best peer" is one measu
 
 Used by `deploy pipeline --peers` and benchmarks/cpu_peers.py; OpenVINO and NNCF come with the `bench` extra, and
 torch.compile needs a C++ compiler; a peer that cannot run here is skipped with the reason. An imported model
-(`deploy import`) has no PyTorch module, so torch.compile has nothing to compile for it: skipped, saying so.
+(`deploy import`) has no PyTorch module, nor has one exported from Python once it is on disk, so torch.compile
+has nothing to compile for them: skipped, saying so.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 
 from deploy.backends.base import Runner
 from deploy.errors import BadInput
-from deploy.imported import NO_MODULE, is_imported
+from deploy.imported import has_onnx_reference, no_module
 from deploy.lazy import require
 from deploy.sidecar import Sidecar
 
@@ -46,8 +47,8 @@ class Peer:
     def runner(self, sidecar: Sidecar, onnx: Path, threads: int, calibration: np.ndarray | None = None) -> Runner:
         """`onnx`: the FP32 ONNX (what a user without deploy starts from); `calibration`: images for NNCF."""
         if self.kind == "torch.compile":
-            if is_imported(sidecar):
-                raise BadInput(f"{self.name} cannot run {sidecar.model}: {NO_MODULE} to compile")
+            if has_onnx_reference(sidecar):
+                raise BadInput(f"{self.name} cannot run {sidecar.model}: {no_module(sidecar)}")
             from deploy.harness.eager import eager_runner
 
             return eager_runner(sidecar, compiled=True)
@@ -85,8 +86,8 @@ def available_peers(sidecar: Sidecar | None = None) -> tuple[tuple[Peer, ...], t
     usable, skipped = [], []
     for peer in CPU_PEERS:
         missing = [module for module in NEEDS[peer.kind] if not _has(module)]
-        if peer.source == "eager" and sidecar is not None and is_imported(sidecar):
-            skipped.append(f"{peer.name}: {NO_MODULE} to compile")
+        if peer.source == "eager" and sidecar is not None and has_onnx_reference(sidecar):
+            skipped.append(f"{peer.name}: nothing to compile ({no_module(sidecar)})")
         elif missing:
             skipped.append(f'{peer.name}: {" and ".join(missing)} not installed (pip install -e ".[bench]")')
         elif peer.kind == "torch.compile" and shutil.which(os.environ.get("CXX", "g++")) is None:

@@ -22,7 +22,7 @@ from deploy.harness.compare import DEFAULT_TOLERANCES, OutputComparison, ParityR
 from deploy.harness.eager import eager_runner
 from deploy.harness.heldout import HeldOutSet, held_out_set
 from deploy.harness.reference import reference_runner
-from deploy.imported import EAGER_REFERENCE, NO_MODULE, is_imported, reference_description, require_sidecar
+from deploy.imported import EAGER_REFERENCE, has_onnx_reference, no_module, reference_description, require_sidecar
 from deploy.sidecar import Sidecar, load_sidecar, sidecar_path, withdraw
 from deploy.targets import check_runnable, runner_for, target_for
 
@@ -151,8 +151,8 @@ class Judge:
         with runner_for(artifact, sidecar=sidecar) as runner:
             verdict = check_runner(runner, name or str(artifact), label, tolerance, sidecar, held, reference)
         if sidecar.precision_name == "fp16" and not self._fp16_tried:
-            if is_imported(self._source):
-                self._say(f"{sidecar.model}: no FP16-arithmetic reference ({NO_MODULE} to run in FP16)")
+            if has_onnx_reference(self._source):
+                self._say(f"{sidecar.model}: no FP16-arithmetic reference ({no_module(self._source)})")
             else:
                 self._say(f"{sidecar.model}: eager PyTorch in FP16 arithmetic (how FP16 compute moves this network)")
                 self._fp16_reference = eager_fp16_outputs(self._source, held)
@@ -231,8 +231,8 @@ def eager_outputs(sidecar: Sidecar, held: HeldOutSet, *, fp16: bool = False) -> 
 def eager_fp16_outputs(sidecar: Sidecar, held: HeldOutSet) -> dict[str, np.ndarray] | None:
     """Eager outputs in FP16 arithmetic, or None where PyTorch has no FP16 CPU kernel for a layer of this model
     (measured: AlexNet's adaptive average pooling has none in torch 2.14), or for an imported model (no module)."""
-    if is_imported(sidecar):
-        log.info("%s: no eager FP16 reference (%s)", sidecar.model, NO_MODULE)
+    if has_onnx_reference(sidecar):
+        log.info("%s: no eager FP16 reference (%s)", sidecar.model, no_module(sidecar))
         return None
     try:
         return eager_outputs(sidecar, held, fp16=True)
@@ -295,7 +295,7 @@ def check_runner(
         reference,
         candidate,
         tolerance,
-        reference_name="onnxruntime-fp32" if is_imported(sidecar) else "torch",
+        reference_name="onnxruntime-fp32" if has_onnx_reference(sidecar) else "torch",
         candidate_name=f"{runner.name}:{Path(artifact).name}",
         inputs=held.names,
     )
