@@ -19,6 +19,7 @@ from deploy.errors import BadInput, MissingDependency, ParityError
 from deploy.files import Staging, ensure_writable_dir, scratch_dir, sha256_file
 from deploy.harness.heldout import demo_set
 from deploy.harness.verify import ArtifactVerdict, Judge, ParityCheck, verdict_record
+from deploy.imported import exported_onnx, has_onnx_reference, remake_hint
 from deploy.precision.calibration import CalibrationConfig, CalibrationSet, calibration_set, check_calibration
 from deploy.precision.int8 import HighPrecision
 from deploy.precision.typed import RecipeConfig, make_typed_onnx
@@ -87,7 +88,7 @@ class BuildResult:
     exported: tuple[Path, ...]
     warnings: tuple[str, ...]
     statuses: tuple[str, ...]  # one line per compiling target: compiled here, or why not
-    rejected: tuple[BuiltArtifact, ...] = ()  # failed parity against eager: built, judged, never published
+    rejected: tuple[BuiltArtifact, ...] = ()  # failed parity against the reference: built, judged, never published
 
     def raise_for_parity(self) -> None:
         """ParityError naming every rejected artifact; the published ones stay as they are."""
@@ -97,8 +98,8 @@ class BuildResult:
         assert first.verdict is not None
         names = ", ".join(a.path.name for a in self.rejected)
         raise ParityError(
-            f"{names} failed parity against eager PyTorch and {'was' if len(self.rejected) == 1 else 'were'} not "
-            f"written ({first.verdict.parity.summary()})",
+            f"{names} failed parity against {first.verdict.reference} and "
+            f"{'was' if len(self.rejected) == 1 else 'were'} not written ({first.verdict.parity.summary()})",
             hint="calibrate on your own images with --calib-dir DIR or try --calib-method; loosen with "
             "--min-cosine/--min-top1 if that is acceptable; --no-verify writes it unjudged",
         )
@@ -265,6 +266,12 @@ def _check_weights(config: BuildConfig) -> None:
             hint=f"name the model instead (`deploy build MODEL {given}`), or drop {given}",
         )
     for name in names:
+        own = exported_onnx(name, config.export_dir)
+        if own is not None and has_onnx_reference(load_sidecar(own, check_hash=False)):
+            raise BadInput(
+                f"{given} applies to a registered architecture build exports, and {own} has no PyTorch module",
+                hint=f"{remake_hint(load_sidecar(own, check_hash=False))} with the new options, then build it",
+            )
         spec = get_spec(name)
         export = config.export_dir / f"{spec.name}.onnx"
         if not export.is_file():

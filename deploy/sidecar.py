@@ -315,7 +315,8 @@ def load_sidecar(artifact: Path, *, check_hash: bool = True) -> Sidecar:
     if not path.is_file():
         raise ArtifactError(
             f"no sidecar {path} beside {artifact}; it records the preprocessing and labels",
-            hint="re-export with `deploy export MODEL`, which writes both; `deploy infer` also takes --model NAME",
+            hint="re-export with `deploy export MODEL` (writes both); for an ONNX made elsewhere `deploy import FILE "
+            "--input-size N --labels FILE` writes one; `deploy infer` also takes --model NAME",
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -21,6 +21,7 @@ from deploy.cli.options import (
     STD,
 )
 from deploy.cli.output import print_json, progress_printer, stderr, stdout
+from deploy.imported import EAGER_REFERENCE
 
 if TYPE_CHECKING:
     from deploy.builder import BuiltArtifact
@@ -210,7 +211,15 @@ def build(
         result.raise_for_parity()
         return
     table = Table(title="deploy build")
-    for column in ("model", "artifact kind", "file", "size MB", "calibration / compile", "parity vs eager", "seconds"):
+    for column in (
+        "model",
+        "artifact kind",
+        "file",
+        "size MB",
+        "calibration / compile",
+        "parity vs reference",
+        "seconds",
+    ):
         table.add_column(column, overflow="fold")
     for artifact in result.artifacts + result.rejected:
         notes = artifact.summary
@@ -243,6 +252,8 @@ def _parity_cell(artifact: BuiltArtifact) -> str:
     text = f"cosine min {out.cosine_min:.4f}"
     if verdict.artifact_accuracy is not None and verdict.eager_accuracy is not None:
         text += f", accuracy {verdict.eager_accuracy:.2%} → {verdict.artifact_accuracy:.2%}"
+    if verdict.reference != EAGER_REFERENCE:
+        text += f" (vs {verdict.reference})"
     if verdict.passed:
         return f"[green]pass[/green] {text}"
     return f"[red]FAIL, not written[/red] {text}"

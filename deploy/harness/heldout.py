@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from deploy.errors import BadInput
+from deploy.imported import has_onnx_reference
 from deploy.preprocessing import image_files, preprocess_batch, preprocess_files
-from deploy.samples import DEMO_CALIBRATION_PHOTOS, PHOTO_NAMES, SampleSet, digits_split, sample_photos
+from deploy.samples import DEMO_CALIBRATION_PHOTOS, PHOTO_NAMES, Sample, SampleSet, digits_split, sample_photos
 from deploy.sidecar import Sidecar
 
 
@@ -26,11 +27,13 @@ def held_out_set(sidecar: Sidecar, *, images: Path | None, count: int | None) ->
         raise BadInput(f"--count {count} must be at least 1", hint="omit --count to use every held-out image")
     if images is not None:
         return _folder(sidecar, images, count)
-    if demo_set(sidecar) == "digits" and sidecar.outputs[0].shape[-1] == 10:
+    if demo_set(sidecar) == "digits":
         test = digits_split().test[:count]
         arrays = preprocess_batch([s.image for s in test], sidecar.preprocessing)
+        if not _digits_classify(sidecar):
+            return HeldOutSet("sklearn digits (held-out test split, unlabelled)", arrays, _names(test), None)
         labels = np.asarray([s.label for s in test], dtype=np.int64)
-        return HeldOutSet("sklearn digits (held-out test split)", arrays, tuple(s.name for s in test), labels)
+        return HeldOutSet("sklearn digits (held-out test split)", arrays, _names(test), labels)
     photos = sample_photos()[DEMO_CALIBRATION_PHOTOS:][:count]
     arrays = preprocess_batch([s.image for s in photos], sidecar.preprocessing)
     names = tuple(s.name for s in photos)
@@ -43,6 +46,18 @@ def demo_set(sidecar: Sidecar) -> SampleSet:
     """The offline images that stand in for the user's own: scikit-learn's digits for models trained on them (and
     for gray-input models, which photos do not fit), scikit-image's photos for the rest."""
     return "digits" if sidecar.weights.kind == "digits" or sidecar.preprocessing.color == "L" else "photos"
+
+
+def _names(samples: list[Sample]) -> tuple[str, ...]:
+    return tuple(sample.name for sample in samples)
+
+
+def _digits_classify(sidecar: Sidecar) -> bool:
+    """The digits' labels are ground truth for weights trained on them and for LeNet-5's 10-class checkpoints (the
+    zoo's gray classifier); a gray model of unknown origin gets the digit images without their labels."""
+    if sidecar.outputs[0].shape[-1] != 10 or demo_set(sidecar) != "digits":
+        return False
+    return sidecar.weights.kind == "digits" or not has_onnx_reference(sidecar)
 
 
 def _folder(sidecar: Sidecar, folder: Path, count: int | None) -> HeldOutSet:

@@ -67,5 +67,6 @@ def get_spec(name: str) -> ModelSpec:
         return _REGISTRY[name.lower()]
     except KeyError:
         close = difflib.get_close_matches(name.lower(), _REGISTRY, n=3, cutoff=0.5)
-        suggestion = f"did you mean {', '.join(close)}?" if close else "see `deploy list`"
+        elsewhere = "an ONNX made elsewhere comes in with `deploy import FILE`"
+        suggestion = f"did you mean {', '.join(close)}?" if close else f"see `deploy list`; {elsewhere}"
         raise UnknownModel(f"unknown model {name!r}", hint=suggestion) from None
