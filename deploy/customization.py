@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,7 +90,7 @@ class Customization:
             "--std": None if self.std is None else _values(self.std),
             "--interpolation": self.interpolation,
         }
-        return tuple(f"{flag} {value}" for flag, value in given.items() if value is not None)
+        return tuple(f"{flag} {shlex.quote(str(value))}" for flag, value in given.items() if value is not None)
 
     def options_text(self, *flags: str) -> str:
         """The given options among `flags` (all when none are named), joined for a message."""

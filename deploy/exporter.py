@@ -199,6 +199,7 @@ def _export(loaded: LoadedModel, config: ExportConfig, out_dir: Path, say: Progr
             created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             parity=None if parity is None else parity.to_dict(),
             head=HeadInfo(str(spec.head), loaded.num_classes) if loaded.head_replaced and loaded.num_classes else None,
+            export_options=config.custom.given_options,
         )
         if parity is not None and not parity:
             raise ParityError(

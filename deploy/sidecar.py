@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -228,6 +229,14 @@ class Sidecar:
     label: ArtifactLabel = field(default_factory=ArtifactLabel)
     target: TargetInfo | None = None
     head: HeadInfo | None = None  # None: the architecture's own head (its registered number of classes)
+    # The fine-tune options the export was given, as typed (`--labels pets.txt`, `--input-size 160`): what a
+    # re-export repeats.
+    export_options: tuple[str, ...] = ()
+
+    def export_command(self, *extra: str) -> str:
+        """The `deploy export` command that remakes this model's export, with `extra` options."""
+        weights = shlex.quote(self.weights.argument)
+        return " ".join(["deploy export", self.model, "--weights", weights, *self.export_options, *extra])
 
     @property
     def precision_name(self) -> str:

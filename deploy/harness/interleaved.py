@@ -247,7 +247,7 @@ def _range_fix(sidecar: Sidecar, batch: int) -> str:
     if has_onnx_reference(sidecar):  # your module, exported from Python: no command can re-export it
         within = f"within {sidecar.batch.min}-{sidecar.batch.max}" if sidecar.batch.dynamic else str(sidecar.batch.max)
         return f"pass --batch {within}, or export your module again from Python with max_batch={batch}"
-    export = f"deploy export {sidecar.model} --weights {sidecar.weights.argument} --max-batch {batch}"
+    export = sidecar.export_command("--max-batch", str(batch))
     built = sidecar.precision is not None or sidecar.target is not None
     rebuild = f", then `deploy build {sidecar.model}` again" if built else ""
     if sidecar.batch.dynamic:
