@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torchvision
 
 from deploy.errors import UnknownModel
+from deploy.zoo.digits import RECIPES
 from deploy.zoo.registry import get_spec, list_models
 from deploy.zoo.weights import weights_cached
 
@@ -44,7 +45,7 @@ def catalog(pattern: str = "*") -> list[CatalogEntry]:
                 input_shape=spec.input_shape,
                 num_params=spec.num_params,
                 default_weights=spec.default_weights,
-                weights=(*published, *(("digits",) if spec.sample_set == "digits" else ()), "random"),
+                weights=(*published, *(("digits",) if spec.name in RECIPES else ()), "random"),
                 cached_weights=tuple(weights_cached(spec)),
                 slow=spec.slow,
             )

@@ -181,21 +181,30 @@ def _random(spec: ModelSpec, classes: int | None) -> tuple[nn.Module, WeightsSou
 
 
 def _digits(spec: ModelSpec, classes: int | None) -> tuple[nn.Module, WeightsSource]:
-    """LeNet-5 trained on sklearn's digits by deploy.zoo.digits; trained once, then read from the cache."""
-    if spec.sample_set != "digits":
+    """The architecture trained on sklearn's digits by deploy.zoo.digits (a 10-class head for the torchvision
+    families, at the recipe's input size); trained once, then read from the cache."""
+    from deploy.zoo.digits import DIGIT_LABELS, RECIPES, load_or_train_digits
+
+    recipe = RECIPES.get(spec.name)
+    if recipe is None:
         raise WeightsError(
-            f"'digits' weights exist for lenet5 only, not {spec.name}",
+            f"'digits' weights exist for {', '.join(RECIPES)}, not {spec.name}",
             hint="use a torchvision weights name, --weights random or --weights PATH",
         )
-    _refuse_new_head(spec, "digits", classes, 10)
-    from deploy.zoo.digits import load_or_train_digits
-
+    _refuse_new_head(spec, "digits", classes, len(DIGIT_LABELS))
     torch.manual_seed(RANDOM_SEED)
     module = spec.build()
-    trained = load_or_train_digits(module, spec.preprocessing)
+    replace_head(module, spec, len(DIGIT_LABELS))
+    prep = recipe.preprocessing(spec.preprocessing.color)
+    trained = load_or_train_digits(module, prep, recipe)
     module.load_state_dict(trained.state_dict)
-    detail = {"test_accuracy": trained.test_accuracy, "epochs": trained.epochs, "cache": str(trained.cache)}
-    source = WeightsSource("digits", "digits", spec.preprocessing, spec.labels, spec.labels_source, detail)
+    detail = {
+        "test_accuracy": trained.test_accuracy,
+        "epochs": trained.epochs,
+        "recipe": recipe.name,
+        "cache": str(trained.cache),
+    }
+    source = WeightsSource("digits", "digits", prep, DIGIT_LABELS, "digits 0-9", detail)
     return module, source
 
 
@@ -372,14 +381,13 @@ def cached_weights_path(weights: torchvision.models.WeightsEnum) -> Path:
 
 def weights_cached(spec: ModelSpec) -> list[str]:
     """Names of this model's weights already on this machine (what `deploy list` marks as cached)."""
-    if spec.sample_set == "digits":
-        from deploy.zoo.digits import RECIPE, cache_dir
+    from deploy.zoo.digits import RECIPES, cache_path
 
-        return ["digits"] if (cache_dir() / f"{RECIPE}.pt").is_file() else []
+    digits = ["digits"] if spec.name in RECIPES and cache_path(RECIPES[spec.name]).is_file() else []
     if spec.weights_enum is None:
-        return []
+        return digits
     enum = torchvision.models.get_model_weights(spec.name)
-    return [member.name for member in enum if cached_weights_path(member).is_file()]
+    return [member.name for member in enum if cached_weights_path(member).is_file()] + digits
 
 
 class _socket_timeout:
