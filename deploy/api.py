@@ -40,8 +40,8 @@ def export(
     labels: Labels = None,
     input_size: int | None = None,
     resize_size: int | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
+    mean: Sequence[float] | float | None = None,
+    std: Sequence[float] | float | None = None,
     interpolation: str | None = None,
     color: str = "RGB",
     max_batch: int | None = None,
@@ -69,6 +69,10 @@ def export(
         from deploy.errors import BadInput
 
         raise BadInput("your module needs a name", hint="pass name='my_classifier' (it names export/NAME.onnx)")
+    if weights is not None:
+        from deploy.errors import BadInput
+
+        raise BadInput("weights= applies to registered architectures", hint="load your weights into the module first")
     config = ExportConfig(model=name, out_dir=Path(out_dir), opset=opset, max_batch=max_batch, custom=custom)
     return export_module(model, config, color=color, progress=progress)
 
@@ -81,8 +85,8 @@ def import_onnx(
     labels: Labels = None,
     input_size: int | None = None,
     resize_size: int | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
+    mean: Sequence[float] | float | None = None,
+    std: Sequence[float] | float | None = None,
     interpolation: str | None = None,
     max_batch: int | None = None,
     progress: Progress | None = None,
@@ -186,8 +190,8 @@ def run_pipeline(
     num_classes: int | None = None,
     labels: Labels = None,
     input_size: int | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
+    mean: Sequence[float] | float | None = None,
+    std: Sequence[float] | float | None = None,
     images: PathLike | None = None,
     reports_dir: PathLike = "reports",
     progress: Progress | None = None,
@@ -219,22 +223,36 @@ def _customization(
     labels: Labels,
     input_size: int | None,
     resize_size: int | None,
-    mean: Sequence[float] | None,
-    std: Sequence[float] | None,
+    mean: Sequence[float] | float | None,
+    std: Sequence[float] | float | None,
     interpolation: str | None,
 ) -> Customization:
     if labels is None or isinstance(labels, (str, os.PathLike)):
         names = None if labels is None else read_labels(Path(labels))
         source = None if labels is None else str(labels)
     else:
-        names, source = tuple(str(label) for label in labels), "labels="
+        names, source = tuple(str(label) for label in labels), None
     return Customization(
         num_classes=num_classes,
         labels=names,
         labels_source=source,
         input_size=input_size,
         resize_size=resize_size,
-        mean=None if mean is None else tuple(float(v) for v in mean),
-        std=None if std is None else tuple(float(v) for v in std),
+        mean=_floats(mean, "mean"),
+        std=_floats(std, "std"),
         interpolation=interpolation,  # type: ignore[arg-type]  # Customization names a bad one
     )
+
+
+def _floats(values: Sequence[float] | float | None, name: str) -> tuple[float, ...] | None:
+    """A sequence of numbers (one per channel), or one number for a gray model."""
+    if values is None:
+        return None
+    try:
+        return (float(values),) if isinstance(values, int | float) else tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        from deploy.errors import BadInput
+
+        raise BadInput(
+            f"{name}={values!r} is not a list of numbers", hint=f"pass e.g. {name}=[0.5, 0.5, 0.5]"
+        ) from None

@@ -40,6 +40,13 @@ class Customization:
     interpolation: Interpolation | None = None
 
     def __post_init__(self) -> None:
+        for option, number in (
+            ("--num-classes", self.num_classes),
+            ("--input-size", self.input_size),
+            ("--resize-size", self.resize_size),
+        ):
+            if number is not None and (isinstance(number, bool) or not isinstance(number, int)):
+                raise BadInput(f"{option} {number!r} is not a whole number", hint=f"pass e.g. {option} 224")
         if self.num_classes is not None and not 1 <= self.num_classes <= MAX_CLASSES:
             raise BadInput(
                 f"--num-classes {self.num_classes} is out of range",
@@ -83,7 +90,7 @@ class Customization:
         """The options this customization came from, as typed on the command line (`--num-classes 10`)."""
         given = {
             "--num-classes": self.num_classes,
-            "--labels": self.labels_source or (None if self.labels is None else f"({len(self.labels)} names)"),
+            "--labels": self.labels_source,  # None for labels given as a list in Python: no file to repeat
             "--input-size": self.input_size,
             "--resize-size": self.resize_size,
             "--mean": None if self.mean is None else _values(self.mean),

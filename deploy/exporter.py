@@ -27,6 +27,7 @@ from deploy.errors import BadInput, ExportFailed, ParityError, first_line
 from deploy.files import Staging, ensure_writable_dir, sha256_file
 from deploy.harness.checks import MAX_BATCH, check_int
 from deploy.harness.compare import DEFAULT_TOLERANCES, ParityReport, Tolerance, run_parity
+from deploy.imported import MODEL_NAME, MODULE_KIND
 from deploy.preprocessing import preprocess_batch
 from deploy.samples import SampleSet, sample_count, samples_for
 from deploy.sidecar import (
@@ -41,8 +42,8 @@ from deploy.sidecar import (
 )
 from deploy.simplify import SIMPLIFIERS, Simplifier, SimplifyResult, simplify
 from deploy.targets.onnxruntime.runner import OrtRunner
-from deploy.zoo import LoadedModel, get_spec, load_model
-from deploy.zoo.own import MODULE_KIND, own_model
+from deploy.zoo import LoadedModel, get_spec, list_models, load_model
+from deploy.zoo.own import own_model
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,12 @@ def export_model(config: ExportConfig, *, progress: Progress | None = None) -> E
     """Export one zoo model; nothing is left on disk unless every check passed (or was waived by verify=False)."""
     say = progress or (lambda _message: None)
     spec = get_spec(config.model)
+    if config.name is not None and config.name.lower() in list_models() and config.name.lower() != spec.name:
+        raise BadInput(
+            f"name {config.name!r} is another registered architecture: later commands would take this {spec.name} "
+            f"export for it",
+            hint=f"pass another name, e.g. my_{spec.name}",
+        )
     _check_samples(spec.sample_set, config)
     out_dir = ensure_writable_dir(config.out_dir, option="--out-dir")  # `deploy export`; callers check their own
     started = time.perf_counter()
@@ -154,6 +161,7 @@ def _export(loaded: LoadedModel, config: ExportConfig, out_dir: Path, say: Progr
         parity = None
         with OrtRunner(onnx_tmp) as ort_runner:
             outputs = tuple(TensorInfo(o.name, o.shape, o.dtype) for o in ort_runner.outputs)
+            _check_labels_fit(loaded, outputs[0])
             if config.verify:
                 say(f"verifying parity: eager PyTorch vs ONNX Runtime on {config.parity_samples} sample images")
                 torch_runner = TorchRunner(loaded.module, inputs=input_meta, output_names=[o.name for o in outputs])
@@ -213,6 +221,18 @@ def _export(loaded: LoadedModel, config: ExportConfig, out_dir: Path, say: Progr
     return ExportResult(onnx_path, sidecar_path(onnx_path), sidecar, simplification, parity, simplification_parity)
 
 
+def _check_labels_fit(loaded: LoadedModel, scores: TensorInfo) -> None:
+    """Labels name the class scores one by one: a list of another length would name them wrongly everywhere."""
+    labels = loaded.source.labels
+    width = scores.shape[-1] if len(scores.shape) == 2 else None
+    if labels is not None and isinstance(width, int) and len(labels) != width:
+        raise BadInput(
+            f"{len(labels)} labels ({loaded.source.labels_source or 'labels='}) for the {width} class scores "
+            f"{loaded.spec.name} outputs",
+            hint=f"give {width} labels, one per output in order",
+        )
+
+
 def _weights_info(loaded: LoadedModel, onnx_path: Path, written: Path) -> WeightsInfo:
     """The sidecar's weights block; a module's names the FP32 ONNX written here as its reference, by path and hash."""
     weights = WeightsInfo.from_dict(loaded.source.to_dict())
@@ -249,6 +269,11 @@ def _validate(config: ExportConfig) -> None:
     if config.static_batch is not None:
         check_int("--batch", config.static_batch, low=1, high=MAX_BATCH, example=8)
     check_int("--samples", config.parity_samples, low=1, example=8)
+    if config.name is not None and MODEL_NAME.fullmatch(config.name) is None:
+        raise BadInput(
+            f"name {config.name!r} is not a plain model name",
+            hint="pass ASCII letters, digits, '_' or '-' (it names OUT_DIR/NAME.onnx)",
+        )
     if config.simplifier not in SIMPLIFIERS:
         raise BadInput(f"--simplifier {config.simplifier!r} is unknown", hint=f"choose one of {', '.join(SIMPLIFIERS)}")
 

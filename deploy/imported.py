@@ -9,6 +9,7 @@ block records by `path` and `sha256`.
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 
@@ -25,6 +26,9 @@ MODULE_REFERENCE = "FP32 ONNX on ONNX Runtime (exported from your module, which 
 EAGER_ROW = "eager"
 ONNX_ROW = "imported-onnx"
 MODULE_ROW = "module-onnx"
+# A model name that is also a plain file stem: no dots, so `NAME.fp16.onnx` in engines/ is never read as an artifact
+# of another model, no separators, so it cannot leave its folder.
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 NO_MODULE = "an imported ONNX has no PyTorch module"
 _NO_REBUILD = "your module cannot be rebuilt from files"
 

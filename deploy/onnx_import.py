@@ -30,7 +30,7 @@ from deploy.errors import ArtifactError, BadInput, first_line
 from deploy.exporter import BATCH_DIM, DEFAULT_MAX_BATCH
 from deploy.files import Staging, ensure_writable_dir, sha256_file
 from deploy.harness.checks import MAX_BATCH, check_int
-from deploy.imported import IMPORTED_FAMILY, IMPORTED_KIND
+from deploy.imported import IMPORTED_FAMILY, IMPORTED_KIND, MODEL_NAME
 from deploy.preprocessing import Preprocessing, preprocess_batch
 from deploy.samples import SampleSet, samples_for
 from deploy.sidecar import (
@@ -53,7 +53,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGENET_RESIZE_RATIO = 256 / 224
 CHECK_IMAGES = 4  # demo images the model is run on once before it is written
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 _FLOAT = onnx.TensorProto.FLOAT
 
 
@@ -180,7 +179,7 @@ def import_onnx(config: ImportConfig, *, progress: Progress | None = None) -> Im
 
 def _check_name(name: str, source: Path, *, given: bool) -> None:
     """A plain file stem: no dots, so `NAME.fp16.onnx` in engines/ is never read as another model's artifact."""
-    if _NAME.fullmatch(name) is None:
+    if MODEL_NAME.fullmatch(name) is None:
         plain = re.sub(r"[^A-Za-z0-9_-]", "_", name).strip("_-")[:100] or "my_model"
         what = f"--name {name!r} for {source}" if given else f"{source} would be imported as {name!r} (its stem), which"
         raise BadInput(
@@ -273,11 +272,17 @@ def _read_graph(source: Path) -> _Graph:
 def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
     """Each dimension: its size, or its symbolic name ("" when it has neither)."""
     shape = value.type.tensor_type.shape
-    return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in shape.dim]
+    # A dim_value of 0 or less (written by some older exporters for "unknown") is a dynamic dimension.
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else d.dim_param for d in shape.dim]
 
 
 def _type_text(value: onnx.ValueInfoProto) -> str:
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type).name
+    if not value.type.HasField("tensor_type"):
+        return f"a non-tensor value ({value.type.WhichOneof('value') or 'untyped'})"
+    try:
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type).name
+    except (KeyError, ValueError):
+        dtype = f"element type {value.type.tensor_type.elem_type}"
     dims = ", ".join(str(d) if d != "" else "?" for d in _dims(value))
     return f"{dtype} [{dims}]"
 
@@ -295,6 +300,7 @@ def _batch_range(graph: _Graph, config: ImportConfig, source: Path) -> BatchRang
                 f"{graph.batch}",
                 hint="drop --max-batch (or save the model with a dynamic batch dimension and import it again)",
             )
+        check_int("the static batch of the model", graph.batch, low=1, high=MAX_BATCH, example=1)
         return BatchRange(dynamic=False, min=graph.batch, max=graph.batch)
     return BatchRange(dynamic=True, min=1, max=config.max_batch or DEFAULT_MAX_BATCH)
 

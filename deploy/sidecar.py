@@ -233,6 +233,21 @@ class Sidecar:
     # re-export repeats.
     export_options: tuple[str, ...] = ()
 
+    @property
+    def reference_key(self) -> str:
+        """What makes two artifacts share a reference: the same model name, weights, head, preprocessing and input
+        (two fine-tunes of resnet18 are different models; an FP16 and an INT8 build of one export are not)."""
+        return dumps(
+            {
+                "model": self.model,
+                "weights": self.weights.json_data(),
+                "head": self.head,
+                "preprocessing": self.preprocessing,
+                "input": self.inputs[0].shape[1:],
+                "classes": self.outputs[0].shape[1:],
+            }
+        )
+
     def export_command(self, *extra: str) -> str:
         """The `deploy export` command that remakes this model's export, with `extra` options."""
         weights = shlex.quote(self.weights.argument)
@@ -259,6 +274,10 @@ class Sidecar:
                 f"input {self.inputs[0].name!r} has shape {list(shape)}, but the preprocessing makes "
                 f"[batch, {', '.join(map(str, expected))}] ({prep.color}, crop {prep.crop_size})"
             )
+        scores = self.outputs[0].shape
+        width = scores[1] if len(scores) == 2 and isinstance(scores[1], int) else None
+        if self.labels is not None and width is not None and len(self.labels) != width:
+            raise ValueError(f"{len(self.labels)} labels for {width} class scores in {self.outputs[0].name!r}")
         if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256):
             raise ValueError(f"sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
 

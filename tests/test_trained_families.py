@@ -104,7 +104,7 @@ def test_a_fine_tuned_resnet18_checkpoint_goes_through_the_pipeline(
     report = json.loads(result.stdout)
     sidecar = load_sidecar(Path("export/resnet18.onnx"))
     assert sidecar.head == HeadInfo("fc", 10) and sidecar.labels == NAMES
-    assert "--labels labels.txt" in sidecar.export_options
+    assert f"--labels {tmp_path.resolve() / 'labels.txt'}" in sidecar.export_options
     artifacts = [row for row in report["rows"] if row["artifact"] is not None and not row.get("peer")]
     assert len(artifacts) >= 4  # fp32, fp16, int8 (entropy, max), int8-cpu, and OpenVINO's where installed
     for row in artifacts:

@@ -79,7 +79,7 @@ def customization(
     return Customization(
         num_classes=num_classes,
         labels=None if labels is None else read_labels(labels),
-        labels_source=None if labels is None else str(labels),
+        labels_source=None if labels is None else str(labels.resolve()),  # a re-export hint works from anywhere
         input_size=input_size,
         resize_size=resize_size,
         mean=None if mean is None else parse_floats(mean, option="--mean"),

@@ -201,6 +201,14 @@ class Predictor:
                     hint="`deploy infer` and `deploy.load` label class scores only; run the file on ONNX Runtime "
                     "directly for its feature maps",
                 )
+            width = scores.shape[1]
+            if contract.labels is not None and isinstance(width, int) and width != len(contract.labels):
+                raise BadInput(
+                    f"{self.artifact} outputs {width} class scores, and --model {contract.model} names "
+                    f"{len(contract.labels)} classes: its labels would name the wrong classes",
+                    hint=f"give the file its own sidecar: deploy import {self.artifact} --labels FILE "
+                    "(with its --input-size/--mean/--std)",
+                )
             if self._batch_range is None:
                 first = next(m.shape[0] for m in with_runner.inputs if m.name == contract.input_name)
                 fixed = isinstance(first, int) and first > 0

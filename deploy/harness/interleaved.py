@@ -146,6 +146,12 @@ def bench(
     models = {sidecar.model for sidecar in sidecars.values()}
     if len(models) != 1:
         raise BadInput(f"artifacts of several models ({', '.join(sorted(models))})", hint="bench one model per run")
+    if len({sidecar.reference_key for sidecar in sidecars.values()}) != 1:
+        raise BadInput(
+            f"these {next(iter(models))} artifacts come from different exports (weights, head or preprocessing), "
+            "so no one eager reference fits them all",
+            hint="bench the artifacts of one export per run",
+        )
     batches = batches_for(sidecars, config.batches)
     for path in sidecars:  # a plan without TensorRT or a GPU: refused before eager PyTorch sets up CUDA
         check_runnable(path)

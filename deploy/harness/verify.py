@@ -121,8 +121,10 @@ def verify(config: VerifyConfig, *, progress: Progress | None = None) -> VerifyR
     check = ParityCheck(config.images, config.count, config.overrides)
     verdicts: list[ArtifactVerdict] = []
     images_source, labelled = "", False
-    for model in dict.fromkeys(sidecar.model for _, sidecar in sidecars):
-        group = [(path, sidecar) for path, sidecar in sidecars if sidecar.model == model]
+    # One reference per model *and* weights, head and preprocessing: two fine-tunes of one architecture are judged
+    # each against its own.
+    for key in dict.fromkeys(sidecar.reference_key for _, sidecar in sidecars):
+        group = [(path, sidecar) for path, sidecar in sidecars if sidecar.reference_key == key]
         judge = Judge(group[0][1], check, progress=say)
         verdicts.extend(judge(path, sidecar) for path, sidecar in group)
         images_source, labelled = judge.images, judge.labelled

@@ -3,19 +3,16 @@ itself (not registered: nothing later rebuilds it, so its exported FP32 ONNX bec
 
 from __future__ import annotations
 
-import re
-
 from torch import nn
 
 from deploy.customization import Customization
 from deploy.errors import BadInput
+from deploy.imported import MODEL_NAME, MODULE_KIND
 from deploy.preprocessing import Preprocessing
 from deploy.zoo.classic_specs import IMAGENET_MEAN, IMAGENET_STD
 from deploy.zoo.registry import ModelSpec, list_models
 from deploy.zoo.weights import LoadedModel, WeightsSource, count_parameters
 
-MODULE_KIND = "module"  # WeightsSource.kind of a module handed over from Python
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 # torchvision's resize/crop ratio for ImageNet classifiers (256/224), used when only the input size is given.
 _RESIZE_RATIO = 256 / 224
 
@@ -38,8 +35,10 @@ def own_model(module: nn.Module, name: str, custom: Customization, *, color: str
     if color == "L" and (custom.mean is None or custom.std is None):
         raise BadInput(f"{name}: a gray model has no default normalisation", hint="pass mean=(m,) and std=(s,)")
     size = custom.input_size
+    # Valid by construction; the overrides in `custom` (a resize_size below the crop, say) are refused by name there.
+    # RGB: torchvision's ImageNet convention; gray: the whole image (as `deploy import` assumes for gray models).
     base = Preprocessing(
-        resize_size=custom.resize_size or max(size, round(size * _RESIZE_RATIO)),
+        resize_size=round(size * _RESIZE_RATIO) if color == "RGB" else size,
         crop_size=size,
         mean=IMAGENET_MEAN if color == "RGB" else (0.5,),
         std=IMAGENET_STD if color == "RGB" else (0.5,),
@@ -67,10 +66,10 @@ def own_model(module: nn.Module, name: str, custom: Customization, *, color: str
 
 
 def _check_name(name: str) -> None:
-    if not _NAME.fullmatch(name):
+    if not MODEL_NAME.fullmatch(name):
         raise BadInput(
-            f"name {name!r} cannot be a file name here",
-            hint="pass name= letters, digits, '.', '_' or '-' (it names export/NAME.onnx)",
+            f"name {name!r} is not a plain model name",
+            hint="pass name= ASCII letters, digits, '_' or '-' (it names export/NAME.onnx)",
         )
     if name.lower() in list_models():
         raise BadInput(

@@ -19,6 +19,7 @@ from torch import nn
 
 from deploy.customization import Customization
 from deploy.errors import BadInput, WeightsError, first_line
+from deploy.files import sha256_file
 from deploy.preprocessing import Preprocessing, preprocess_batch
 from deploy.samples import samples_for
 from deploy.zoo.heads import checkpoint_classes, head_of, replace_head
@@ -285,7 +286,13 @@ def _checkpoint(spec: ModelSpec, path: Path, classes: int | None) -> tuple[nn.Mo
             f"checkpoint {path} does not fit {spec.name}: {'; '.join(shape_errors[:3]) or exc}",
             hint=f"pass a checkpoint trained for {spec.name}",
         ) from exc
-    detail = {"path": str(path.resolve()), "ignored_keys": len(ignored)}
+    detail: dict[str, Any] = {"path": str(path.resolve()), "sha256": sha256_file(path), "ignored_keys": len(ignored)}
+    if hasattr(module, "transform_input"):
+        # GoogLeNet/Inception v3 built from torchvision's weights remap ImageNet-normalised input to the scale they
+        # were trained at (transform_input=True), and a state_dict does not record it: a fine-tune of those weights
+        # (the usual start) needs it, or it sees inputs at about twice its training scale with no error anywhere.
+        setattr(module, "transform_input", True)  # noqa: B010  # a plain attribute, read by forward()
+        detail["transform_input"] = True
     return module, WeightsSource("checkpoint", str(path), spec.preprocessing, spec.labels, spec.labels_source, detail)
 
 
