@@ -186,3 +186,30 @@ def test_build_refuses_fine_tune_options_an_existing_export_does_not_have(
     )
     _fails_cleanly(result, BadInput.exit_code, "exported with 5 classes, not --num-classes 6")
     assert not engines.exists() or not any(engines.iterdir())
+
+
+def test_two_fine_tunes_of_one_architecture_are_each_judged_against_their_own_reference(
+    cli: CliRunner, tmp_path: Path, five_class_checkpoint: Path, lenet5_export: object
+) -> None:
+    out = tmp_path / "export"
+    assert cli.invoke(app, ["export", "lenet5", "--weights", str(five_class_checkpoint), "-o", str(out)]).exit_code == 0
+    digits_export = lenet5_export.onnx_path  # type: ignore[attr-defined]
+    result = cli.invoke(app, ["verify", str(digits_export), str(out / "lenet5.onnx"), "--json"])
+    assert result.exit_code == 0, result.output  # a 10-class and a 5-class lenet5: two references, both pass
+    widths = {len(v["parity"]["outputs"]) for v in json.loads(result.stdout)["verdicts"]}
+    assert widths == {1}
+
+
+def test_a_checkpoint_changed_after_the_export_is_refused_as_the_reference(
+    cli: CliRunner, tmp_path: Path, five_class_checkpoint: Path
+) -> None:
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(five_class_checkpoint.read_bytes())
+    out = tmp_path / "export"
+    assert cli.invoke(app, ["export", "lenet5", "--weights", str(checkpoint), "-o", str(out)]).exit_code == 0
+    assert cli.invoke(app, ["verify", str(out / "lenet5.onnx")]).exit_code == 0
+    retrained = torch.load(checkpoint, weights_only=True)
+    retrained["state_dict"]["classifier.5.bias"] += 1.0  # training went on and saved over best.pt
+    torch.save(retrained, checkpoint)
+    result = cli.invoke(app, ["verify", str(out / "lenet5.onnx")])
+    _fails_cleanly(result, 2, "has changed since the export", "deploy export lenet5 --weights")
