@@ -188,9 +188,10 @@ def _digits(spec: ModelSpec, classes: int | None) -> tuple[nn.Module, WeightsSou
 
     recipe = RECIPES.get(spec.name)
     if recipe is None:
+        published = "a torchvision weights name, " if spec.weights_enum is not None else ""
         raise WeightsError(
             f"'digits' weights exist for {', '.join(RECIPES)}, not {spec.name}",
-            hint="use a torchvision weights name, --weights random or --weights PATH",
+            hint=f"use {published}--weights random or --weights PATH (`deploy list` shows each model's weights)",
         )
     _refuse_new_head(spec, "digits", classes, len(DIGIT_LABELS))
     torch.manual_seed(RANDOM_SEED)
@@ -202,7 +203,9 @@ def _digits(spec: ModelSpec, classes: int | None) -> tuple[nn.Module, WeightsSou
     detail = {
         "test_accuracy": trained.test_accuracy,
         "epochs": trained.epochs,
+        "input_size": recipe.size,
         "recipe": recipe.name,
+        "train_seconds": None if trained.seconds is None else round(trained.seconds, 1),
         "cache": str(trained.cache),
     }
     source = WeightsSource("digits", "digits", prep, DIGIT_LABELS, "digits 0-9", detail)
