@@ -63,3 +63,9 @@ def cli() -> CliRunner:
 def save_image(image: Image.Image, path: Path, **kwargs: object) -> Path:
     image.save(path, **kwargs)
     return path
+
+
+# `DEPLOY_TEST_CACHE=DIR pytest -m trained`: the weights deploy trains (`--weights digits`) are kept in DIR and read
+# back by later runs instead of retrained. Without it each run starts from an empty cache and retrains every recipe.
+if os.environ.get("DEPLOY_TEST_CACHE"):
+    os.environ["DEPLOY_CACHE"] = os.environ["DEPLOY_TEST_CACHE"]
