@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -14,8 +16,15 @@ from typer.testing import CliRunner
 from deploy.exporter import ExportConfig, ExportResult, export_model
 from deploy.samples import sample_digits, sample_photos
 
-# Weights deploy trains itself (lenet5 `digits`) go to a per-run cache, never the user's ~/.cache/deploy.
-os.environ["DEPLOY_CACHE"] = tempfile.mkdtemp(prefix="deploy-test-cache-")
+# Weights deploy trains itself (`--weights digits`) go to a per-run cache, removed at exit, never the user's
+# ~/.cache/deploy. `DEPLOY_TEST_CACHE=DIR pytest -m trained` keeps them in DIR instead, read back by later runs rather
+# than retrained (CI starts without one, so every CI run trains from scratch).
+if os.environ.get("DEPLOY_TEST_CACHE"):
+    os.environ["DEPLOY_CACHE"] = os.environ["DEPLOY_TEST_CACHE"]
+else:
+    _RUN_CACHE = tempfile.mkdtemp(prefix="deploy-test-cache-")
+    os.environ["DEPLOY_CACHE"] = _RUN_CACHE
+    atexit.register(shutil.rmtree, _RUN_CACHE, ignore_errors=True)
 
 # The adversarial suite (tests/test_fuzz.py): a few examples per test by default, many in CI's slow step
 # (`pytest tests/test_fuzz.py --hypothesis-profile=deploy-long`). Every example runs a real command: no deadline.
@@ -63,9 +72,3 @@ def cli() -> CliRunner:
 def save_image(image: Image.Image, path: Path, **kwargs: object) -> Path:
     image.save(path, **kwargs)
     return path
-
-
-# `DEPLOY_TEST_CACHE=DIR pytest -m trained`: the weights deploy trains (`--weights digits`) are kept in DIR and read
-# back by later runs instead of retrained. Without it each run starts from an empty cache and retrains every recipe.
-if os.environ.get("DEPLOY_TEST_CACHE"):
-    os.environ["DEPLOY_CACHE"] = os.environ["DEPLOY_TEST_CACHE"]
