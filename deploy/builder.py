@@ -23,6 +23,7 @@ from deploy.imported import exported_onnx, has_onnx_reference, remake_hint
 from deploy.precision.calibration import CalibrationConfig, CalibrationSet, calibration_set, check_calibration
 from deploy.precision.int8 import HighPrecision
 from deploy.precision.typed import RecipeConfig, make_typed_onnx
+from deploy.progress import Step
 from deploy.sidecar import (
     PRECISIONS,
     ArtifactLabel,
@@ -52,6 +53,7 @@ class BuildConfig:
     method: Method = "entropy"
     high_precision: HighPrecision = "fp32"
     recalibrate: bool = False
+    max_drop: float | None = None  # INT8: keep the most sensitive layers out until within this many points
     weights: str | None = None  # for models exported on demand (None: the model's default weights)
     custom: Customization = field(default_factory=Customization)  # a fine-tune's head and preprocessing, likewise
     compile: bool | None = None  # None: for every target usable here; False: typed ONNX only; True: or fail
@@ -84,11 +86,17 @@ class BuiltArtifact:
 
 @dataclass(frozen=True)
 class BuildResult:
+    json_derived: ClassVar[tuple[str, ...]] = ("passed",)
     artifacts: tuple[BuiltArtifact, ...]
     exported: tuple[Path, ...]
     warnings: tuple[str, ...]
     statuses: tuple[str, ...]  # one line per compiling target: compiled here, or why not
     rejected: tuple[BuiltArtifact, ...] = ()  # failed parity against the reference: built, judged, never published
+
+    @property
+    def passed(self) -> bool:
+        """No artifact failed parity (an unjudged one, --no-verify, does not fail)."""
+        return not self.rejected
 
     def raise_for_parity(self) -> None:
         """ParityError naming every rejected artifact; the published ones stay as they are."""
@@ -114,14 +122,23 @@ def build(config: BuildConfig, *, progress: Progress | None = None) -> BuildResu
     sources, exported = _resolve_sources(config, say)
     warnings: list[str] = []
     built: list[BuiltArtifact] = []
-    recipe = RecipeConfig(config.calibration, config.high_precision, config.recalibrate)
+    recipe = RecipeConfig(
+        config.calibration,
+        config.high_precision,
+        config.recalibrate,
+        max_drop=config.max_drop,
+        budget_images=None if config.verify is None else config.verify.images,
+    )
+    steps = len(sources) * sum(len(_typed_labels(targets, p, config.method)) for p in config.precisions)
+    step = 0
     for source in sources:
         sidecar = load_sidecar(source)
         judge = None if config.verify is None else Judge(sidecar, config.verify, progress=say)
         calib = _calibration(sidecar, config, warnings)
         for precision in config.precisions:
             for label, users in _typed_labels(targets, precision, config.method).items():
-                say(f"building {sidecar.model} {label.typed_name}")
+                step += 1
+                say(Step(f"building {sidecar.model} {label.typed_name}", number=step, total=steps))
                 typed = _typed(source, sidecar, label, calib, recipe, engines, judge)
                 built.append(typed)
                 record = typed.sidecar.precision
@@ -130,7 +147,7 @@ def build(config: BuildConfig, *, progress: Progress | None = None) -> BuildResu
                     if not typed.published:  # nothing to compile; an older compile of it must not look valid
                         withdraw(engines / target.artifact_name(typed.path))
                         continue
-                    say(f"compiling {typed.path.name} for {target.name}")
+                    say(Step(f"compiling {typed.path.name} for {target.name}", number=step, total=steps))
                     built.append(_compile(target, typed, config, engines, judge, warnings))
     if created and not any(a.published for a in built):
         with contextlib.suppress(OSError):  # a folder this build made and left empty (all rejected) goes again
@@ -287,7 +304,7 @@ def _check_weights(config: BuildConfig) -> None:
             out = "" if config.export_dir == Path("export") else f" --out-dir {config.export_dir}"
             raise BadInput(
                 f"{export} was exported with {', '.join(differences)}, not {given}",
-                hint=f"re-export it: deploy export {spec.name} {given}{out}; or drop {given}",
+                hint=f"re-export it: `deploy export {spec.name} {given}{out}`; or drop {given}",
             )
 
 

@@ -9,14 +9,23 @@ from deploy.environment import cpu_isa, cpu_name, installed_version
 from deploy.targets import TARGETS
 from deploy.targets.base import Check
 
+CUDA_BINDINGS = ("pycuda", "cuda-python")  # deploy.cuda's two implementations, in order of preference
+
 
 @dataclass(frozen=True)
 class DoctorReport:
     checks: tuple[Check, ...]
 
     @property
+    def cuda_binding(self) -> str | None:
+        """The CUDA binding the TensorRT runner uses here (the first that works), or None."""
+        return next((c.name for c in self.checks if c.name in CUDA_BINDINGS and c.ok), None)
+
+    @property
     def tensorrt_ready(self) -> bool:
-        return all(check.ok for check in self.checks if check.name in {"GPU", "TensorRT", "pycuda"})
+        """A GPU, TensorRT, and one CUDA binding: plans build and run."""
+        needed = all(check.ok for check in self.checks if check.name in {"GPU", "TensorRT"})
+        return needed and self.cuda_binding is not None
 
 
 def diagnose() -> DoctorReport:

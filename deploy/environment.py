@@ -9,6 +9,7 @@ treat an unknown x86 CPU as one whose U8S8 kernels can saturate.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import platform
 import subprocess
@@ -116,13 +117,40 @@ def _torch_level() -> CpuIsa:
     return CpuIsa("unknown", "torch cpuinfo found no AVX2")
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity: `taskset`, `docker --cpuset-cpus`), not the host's count
-    that os.cpu_count() reports. A CFS quota (`docker --cpus`) is not visible here; pass --threads there."""
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def usable_cores(*, cgroup_root: Path = CGROUP_ROOT) -> int:
+    """The CPUs this process may use, the default thread count: its CPU affinity (`taskset`, `docker
+    --cpuset-cpus`), capped by a cgroup CPU quota (`docker --cpus 2`, a Kubernetes CPU limit) rounded up, never
+    the host's count that os.cpu_count() reports (more threads than the quota allows stall on throttling)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(cgroup_root)
+    if quota is not None:
+        cores = min(cores, math.ceil(quota))
+    return max(1, cores)
+
+
+def cgroup_cpu_quota(root: Path = CGROUP_ROOT) -> float | None:
+    """CPUs' worth of time the cgroup grants per period (cgroup v2 `cpu.max`, v1 `cpu.cfs_quota_us`), None when
+    unlimited or not readable. Reads the root of the cgroup filesystem as mounted in the container."""
+    try:
+        quota, period = (root / "cpu.max").read_text(encoding="ascii").split()[:2]
+    except (OSError, ValueError):
+        try:
+            quota = (root / "cpu" / "cpu.cfs_quota_us").read_text(encoding="ascii").strip()
+            period = (root / "cpu" / "cpu.cfs_period_us").read_text(encoding="ascii").strip()
+        except OSError:
+            return None
+    try:
+        if quota == "max" or int(quota) <= 0 or int(period) <= 0:
+            return None
+        return int(quota) / int(period)
+    except ValueError:
+        return None
 
 
 def cpu_name() -> str:

@@ -29,6 +29,7 @@ from deploy.harness.checks import MAX_BATCH, check_int
 from deploy.harness.compare import DEFAULT_TOLERANCES, ParityReport, Tolerance, run_parity
 from deploy.imported import MODEL_NAME, MODULE_KIND
 from deploy.preprocessing import preprocess_batch
+from deploy.progress import Step
 from deploy.samples import SampleSet, sample_count, samples_for
 from deploy.sidecar import (
     BatchRange,
@@ -217,7 +218,7 @@ def _export(loaded: LoadedModel, config: ExportConfig, out_dir: Path, say: Progr
         staging.path_for(json_path).write_text(sidecar.to_json(), encoding="utf-8")
         staging.commit()
 
-    say(f"wrote {onnx_path} and {json_path}")
+    say(Step(f"wrote {onnx_path} and {json_path}", path=onnx_path))
     return ExportResult(onnx_path, sidecar_path(onnx_path), sidecar, simplification, parity, simplification_parity)
 
 

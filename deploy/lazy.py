@@ -9,8 +9,11 @@ from deploy.errors import MissingDependency
 
 # Top-level module → how to install it.
 _INSTALL_FOR = {
-    "tensorrt": 'pip install -e ".[tensorrt]"',
-    "pycuda": 'pip install -e ".[tensorrt]"',
+    "tensorrt": 'pip install --extra-index-url https://pypi.nvidia.com -e ".[tensorrt]" (on a GPU machine)',
+    # pycuda has no wheels: it compiles against the CUDA toolkit's headers and the driver's libcuda.
+    "pycuda": 'pip install "pycuda>=2026.1" (needs the CUDA toolkit headers, libcuda and g++), or use cuda-python: '
+    'pip install -e ".[cuda]"',
+    "cuda": 'pip install -e ".[cuda]"',
     "modelopt": 'pip install "nvidia-modelopt[onnx]~=0.47.0" (part of the base install)',
     "matplotlib": 'pip install "matplotlib>=3.8" (part of the base install)',
     "openvino": 'pip install -e ".[openvino]"',

@@ -153,7 +153,8 @@ def run_pipeline(config: PipelineConfig, *, progress: Progress | None = None) ->
             f"{config.model}: {', '.join(v.precision for v in failed)} failed parity against eager PyTorch "
             f"({failed[0].parity.summary()}) and {'was' if len(failed) == 1 else 'were'} removed",
             hint=f"see {files.markdown}; calibrate on your own images with --calib-dir DIR, try "
-            "--cpu-calib-method, or loosen with `deploy pipeline MODEL --min-cosine/--min-top1` if acceptable",
+            f"--cpu-calib-method, or if that loss is acceptable loosen the bounds, e.g. "
+            f"`deploy pipeline {config.model} --min-cosine 0.98 --min-top1 0.8`",
         )
     return result
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -37,3 +40,32 @@ def test_rotating_pool_holds_distinct_batches_of_the_given_images() -> None:
     used = {float(v) for f in feeds for v in f["input"][:, 0, 0, 0]}
     assert used == {0.0, 1.0, 2.0, 3.0, 4.0}  # every image appears; nothing invented
     assert len({f["input"].tobytes() for f in feeds}) > 1  # not one cached buffer
+
+
+def test_thread_default_is_capped_by_the_cgroup_cpu_quota(tmp_path: Path) -> None:
+    from deploy.environment import cgroup_cpu_quota, usable_cores
+
+    affinity = len(os.sched_getaffinity(0))
+    assert usable_cores(cgroup_root=tmp_path) == affinity  # no quota file: the affinity alone
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_quota(tmp_path) is None and usable_cores(cgroup_root=tmp_path) == affinity
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # `docker --cpus 1.5`
+    assert cgroup_cpu_quota(tmp_path) == 1.5 and usable_cores(cgroup_root=tmp_path) == min(affinity, 2)
+    (tmp_path / "cpu.max").write_text("50000 100000\n")  # half a CPU still runs one thread
+    assert usable_cores(cgroup_root=tmp_path) == 1
+
+
+def test_thread_default_reads_a_cgroup_v1_quota(tmp_path: Path) -> None:
+    from deploy.environment import cgroup_cpu_quota
+
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_quota(tmp_path) == 1.0
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")  # unlimited
+    assert cgroup_cpu_quota(tmp_path) is None
+
+
+def test_p99_is_backed_only_by_enough_iterations() -> None:
+    assert not latency_stats("x", 1, 1, [1.0] * 25).tail_backed  # the 25 iterations: p99 is the max
+    assert latency_stats("x", 1, 1, [1.0] * 100).tail_backed

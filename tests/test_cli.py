@@ -48,7 +48,10 @@ def test_list_shows_every_architecture(cli: CliRunner) -> None:
 
 def test_list_json_is_machine_readable(cli: CliRunner) -> None:
     result = cli.invoke(app, ["list", "resnet*", "--json"])
-    rows = json.loads(result.stdout)
+    answer = json.loads(result.stdout)
+    assert answer["schema"] == "deploy.output/1" and answer["command"] == "list" and answer["passed"] is None
+    rows = answer["payload"]["models"]
+    assert all("slow" not in row for row in rows)  # a test-suite marker, not something a user chooses by
     assert [row["name"] for row in rows] == ["resnet101", "resnet152", "resnet18", "resnet34", "resnet50"]
     resnet50 = rows[-1]
     assert resnet50["num_params"] == 25_557_032 and resnet50["input_shape"] == [3, 224, 224]
@@ -63,8 +66,9 @@ def test_export_then_infer_through_the_cli(cli: CliRunner, tmp_path: Path, photo
     out = tmp_path / "export"
     result = cli.invoke(app, ["--quiet", "export", "resnet18", "--weights", "random", "-o", str(out), "--json"])
     assert result.exit_code == 0, result.output
-    sidecar = json.loads(result.stdout)
-    assert sidecar["model"] == "resnet18" and sidecar["parity"]["passed"]
+    answer = json.loads(result.stdout)
+    sidecar = answer["payload"]["sidecar"]
+    assert answer["passed"] and sidecar["model"] == "resnet18" and sidecar["parity"]["passed"]
     onnx_path = out / "resnet18.onnx"
     assert onnx_path.is_file()
 
@@ -86,10 +90,11 @@ def test_export_then_infer_through_the_cli(cli: CliRunner, tmp_path: Path, photo
 
 
 def _json_lines(stdout: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """`deploy infer --json`: one object per image, then {"summary": ...}."""
+    """`deploy infer --json`: one object per image, then the envelope with the summary as its payload."""
     *rows, last = [json.loads(line) for line in stdout.splitlines()]
-    assert all("summary" not in row for row in rows)
-    return rows, last["summary"]
+    assert all("schema" not in row for row in rows) and last["schema"] == "deploy.output/1"
+    assert last["command"] == "infer"
+    return rows, last["payload"]
 
 
 def test_infer_with_trained_lenet5_reads_real_digits(
@@ -280,5 +285,5 @@ def test_debug_shows_the_traceback(cli: CliRunner) -> None:
 def test_json_output_stays_clean_of_progress(cli: CliRunner, tmp_path: Path) -> None:
     result = cli.invoke(app, ["export", "lenet5", "-o", str(tmp_path), "--json"])
     assert result.exit_code == 0
-    assert json.loads(result.stdout)["model"] == "lenet5"
+    assert json.loads(result.stdout)["payload"]["sidecar"]["model"] == "lenet5"
     assert "loading lenet5" in result.stderr

@@ -21,7 +21,9 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_pipeline_runs_end_to_end_and_writes_the_report(cli: CliRunner, workdir: Path) -> None:
     result = cli.invoke(app, ["-q", "pipeline", "lenet5", "--duration", "0.3", "--threads", "1", "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
+    answer = json.loads(result.stdout)
+    report = answer["payload"]
+    assert answer["command"] == "pipeline" and answer["passed"] and report["schema"] == "deploy.report/1"
     assert report["passed"] and report["labelled"]
     names = [row["name"] for row in report["rows"]]
     ours = ["fp32", "fp32 openvino", "fp16", "fp16 openvino", "int8", "int8-max", "int8-cpu", "int8-cpu openvino"]
@@ -40,17 +42,19 @@ def test_pipeline_runs_end_to_end_and_writes_the_report(cli: CliRunner, workdir:
 def test_build_then_verify_through_the_cli(cli: CliRunner, workdir: Path) -> None:
     result = cli.invoke(app, ["-q", "build", "lenet5", "--int8", "--json"])
     assert result.exit_code == 0, result.output
-    built = json.loads(result.stdout)
+    built = json.loads(result.stdout)["payload"]
     assert [a["label"]["precision"] for a in built["artifacts"]] == ["int8"]
     assert "TensorRT" in built["statuses"][0]
     assert "demo set" in result.stderr  # no calibration/ folder here: the demo set, said out loud
 
-    again = json.loads(cli.invoke(app, ["-q", "build", "lenet5", "--int8", "--json"]).stdout)
+    again = json.loads(cli.invoke(app, ["-q", "build", "lenet5", "--int8", "--json"]).stdout)["payload"]
     assert again["artifacts"][0]["reused_calibration"] is True
 
     result = cli.invoke(app, ["verify", "engines/lenet5.int8.onnx", "--count", "100", "--json"])
     assert result.exit_code == 0, result.output
-    verdict = json.loads(result.stdout)["verdicts"][0]
+    answer = json.loads(result.stdout)
+    assert answer["passed"] is answer["payload"]["passed"] is True
+    verdict = answer["payload"]["verdicts"][0]
     assert verdict["samples"] == 100 and verdict["parity"]["outputs"][0]["cosine_min"] > 0.99
 
 

@@ -158,7 +158,7 @@ def test_same_ranges_in_a_process_where_modelopt_already_quantized(
          "--calib-method", "max", "-o", str(tmp_path / "fresh"), "--json"],
         capture_output=True, text=True, check=True, cwd=tmp_path,
     )  # fmt: skip
-    assert json.loads(fresh.stdout)["artifacts"][0]["sidecar"]["sha256"] == here.sidecar.sha256
+    assert json.loads(fresh.stdout)["payload"]["artifacts"][0]["sidecar"]["sha256"] == here.sidecar.sha256
 
 
 def test_bad_target_and_method_combinations_are_refused(cli: CliRunner, lenet5_export: ExportResult) -> None:

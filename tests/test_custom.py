@@ -57,7 +57,7 @@ def test_a_checkpoint_with_another_head_exports_with_that_head_and_no_flag(
     # The eager reference is rebuilt with the same head from the sidecar: verify judges it, and passes.
     verified = cli.invoke(app, ["verify", str(out / "lenet5.onnx"), "--json"])
     assert verified.exit_code == 0, verified.output  # exit 0: every artifact passed
-    assert json.loads(verified.stdout)["verdicts"][0]["parity"]["outputs"][0]["passed"] is True
+    assert json.loads(verified.stdout)["payload"]["verdicts"][0]["parity"]["outputs"][0]["passed"] is True
 
     inferred = cli.invoke(app, ["infer", str(out / "lenet5.onnx"), str(digit_files[0][0]), "--json"])
     assert inferred.exit_code == 0, inferred.output
@@ -80,7 +80,7 @@ def test_fine_tune_labels_are_recorded_and_judged_on_held_out_digits(
 
     verified = cli.invoke(app, ["verify", str(out / "lenet5.onnx"), "--json"])
     assert verified.exit_code == 0, verified.output
-    verdict = json.loads(verified.stdout)["verdicts"][0]
+    verdict = json.loads(verified.stdout)["payload"]["verdicts"][0]
     assert verdict["artifact_accuracy"] >= 0.9  # real held-out digits, judged strictly (exit 0: passed)
 
     path, digit = digit_files[0]
@@ -196,7 +196,7 @@ def test_two_fine_tunes_of_one_architecture_are_each_judged_against_their_own_re
     digits_export = lenet5_export.onnx_path  # type: ignore[attr-defined]
     result = cli.invoke(app, ["verify", str(digits_export), str(out / "lenet5.onnx"), "--json"])
     assert result.exit_code == 0, result.output  # a 10-class and a 5-class lenet5: two references, both pass
-    widths = {len(v["parity"]["outputs"]) for v in json.loads(result.stdout)["verdicts"]}
+    widths = {len(v["parity"]["outputs"]) for v in json.loads(result.stdout)["payload"]["verdicts"]}
     assert widths == {1}
 
 

@@ -160,7 +160,7 @@ def built(classifier: Path) -> dict[str, Any]:
         "--json",
     )
     assert build.exit_code == 0, build.output
-    data: dict[str, Any] = json.loads(build.stdout)
+    data: dict[str, Any] = json.loads(build.stdout)["payload"]
     return data
 
 
@@ -195,7 +195,7 @@ def test_verify_says_the_reference_is_the_fp32_onnx(built: dict[str, Any]) -> No
     engines = sorted(str(p) for p in Path("engines").glob("digits.*.onnx"))
     result = _cli("verify", *engines, "export/digits.onnx", "--json")
     assert result.exit_code == 0, result.output
-    verdicts = json.loads(result.stdout)["verdicts"]
+    verdicts = json.loads(result.stdout)["payload"]["verdicts"]
     assert len(verdicts) == 5 and all(v["reference"] == ONNX_REFERENCE for v in verdicts)
     assert all(v["parity"]["reference"] == "onnxruntime-fp32" for v in verdicts)
     assert next(v for v in verdicts if v["precision"] == "fp16")["eager_fp16"] is None  # no module to run in FP16
@@ -225,18 +225,19 @@ def test_infer_classifies_with_the_imported_labels(built: dict[str, Any], digit_
 
 def test_bench_times_the_imported_onnx_as_the_baseline(built: dict[str, Any]) -> None:
     args = ("--model", "digits", "--batch", "1", "--threads", "1", "--duration", "0.1", "--json")
-    result = json.loads(_ok("bench", *args).stdout)["result"]
+    result = json.loads(_ok("bench", *args).stdout)["payload"]
     assert result["reference"] == ONNX_ROW
-    (batch,) = result["batches"]
-    assert ONNX_ROW in batch["latency"] and "eager" not in batch["latency"]
-    assert set(batch["speedup"]) == {"digits.onnx", *(Path(p).name for p in Path("engines").glob("digits.*.onnx"))}
+    rows = {row["runner"]: row for row in result["rows"]}
+    assert ONNX_ROW in rows and "eager" not in rows and {row["batch"] for row in rows.values()} == {1}
+    sped_up = {name for name, row in rows.items() if row["speedup"] is not None}
+    assert sped_up == {"digits.onnx", *(Path(p).name for p in Path("engines").glob("digits.*.onnx"))}
 
 
 def test_the_reference_is_refused_once_the_imported_onnx_changed(tmp_path: Path) -> None:
     source = _rgb_classifier(tmp_path / "tiny.onnx")
     export, engines = tmp_path / "export", tmp_path / "engines"
     result = _ok("import", str(source), "--out-dir", str(export), "--json")
-    assumed = json.loads(result.stdout)["assumptions"]
+    assumed = json.loads(result.stdout)["payload"]["assumptions"]
     assert any("ImageNet" in a and a.startswith("--mean") for a in assumed)  # RGB: ImageNet's, said out loud
     sidecar = load_sidecar(export / "tiny.onnx")
     assert sidecar.preprocessing.mean == (0.485, 0.456, 0.406) and sidecar.preprocessing.resize_size == 27

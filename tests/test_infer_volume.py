@@ -55,7 +55,7 @@ def csv_rows(stdout: str) -> list[dict[str, str]]:
 
 def json_lines(stdout: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     *rows, last = [json.loads(line) for line in stdout.splitlines()]
-    return rows, last["summary"]
+    return rows, last["payload"]
 
 
 def assert_same(first: list[Classification], second: list[Classification]) -> None:

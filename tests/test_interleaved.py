@@ -97,8 +97,14 @@ def test_bench_cli_json_and_bad_input(cli: CliRunner, lenet5_export: ExportResul
     args = ["bench", str(lenet5_export.onnx_path), "--batch", "1", "--duration", "0.2", "--threads", "1", "--json"]
     result = cli.invoke(app, args)
     assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)["result"]
-    assert data["batches"][0]["speedup"]["lenet5.onnx"]["rounds"] >= 5
+    answer = json.loads(result.stdout)
+    assert answer["command"] == "bench" and answer["passed"] is None
+    rows = {row["runner"]: row for row in answer["payload"]["rows"]}
+    assert set(rows) == {"eager", "lenet5.onnx"} and rows["lenet5.onnx"]["artifact"] == str(lenet5_export.onnx_path)
+    timed = rows["lenet5.onnx"]
+    assert timed["speedup"]["rounds"] >= 5 and rows["eager"]["speedup"] is None
+    assert timed["images_per_s"] == pytest.approx(1e3 / timed["p50_ms"], rel=1e-3)
+    assert (timed["p99_ms"] is None) == (timed["iterations"] < 100)  # a p99 of fewer samples is the maximum
     for bad_batch in ("one", "0,8", ""):
         bad = cli.invoke(app, ["bench", str(lenet5_export.onnx_path), "--batch", bad_batch])
         assert bad.exit_code == BadInput.exit_code and "list of positive integers" in bad.output
@@ -111,6 +117,6 @@ def test_bench_model_option_finds_the_models_artifacts(
     args = ["bench", "--model", "lenet5", "--export-dir", str(export_dir), "--engines-dir", str(tmp_path)]
     result = cli.invoke(app, [*args, "--batch", "1", "--duration", "0.1", "--threads", "1", "--json"])
     assert result.exit_code == 0, result.output
-    assert set(json.loads(result.stdout)["result"]["batches"][0]["latency"]) == {"eager", "lenet5.onnx"}
+    assert {row["runner"] for row in json.loads(result.stdout)["payload"]["rows"]} == {"eager", "lenet5.onnx"}
     missing = cli.invoke(app, ["bench", "--model", "resnet18", "--export-dir", str(tmp_path)])
     assert missing.exit_code == BadInput.exit_code and "deploy export resnet18" in missing.output

@@ -15,12 +15,12 @@ import deploy
 
 # Bottom first. A package or module named here holds everything under it.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"errors", "environment", "lazy", "files", "codec", "validation"}),
+    frozenset({"errors", "environment", "lazy", "files", "codec", "validation", "listing", "progress", "cuda"}),
     frozenset({"preprocessing", "simplify", "samples", "sidecar", "customization", "imported"}),
     frozenset({"zoo", "backends", "targets", "serving"}),
     frozenset({"harness", "doctor"}),
     frozenset({"exporter", "report", "onnx_import"}),
-    frozenset({"precision"}),
+    frozenset({"precision", "diagnose"}),
     frozenset({"builder"}),
     frozenset({"pipeline"}),
     frozenset({"cli", "__main__", "api"}),

@@ -72,7 +72,7 @@ def test_build_targets_take_effect_or_are_refused(cli: CliRunner, lenet5_export:
     # The alias takes effect: the FP16 typed ONNX is published as the onnxruntime artifact, and the CLI says so.
     built = cli.invoke(app, ["-q", "build", onnx, "--fp16", "-t", "cpu", "--no-verify", "-o", str(out), "--json"])
     assert built.exit_code == 0, built.output
-    (artifact,) = json.loads(built.stdout)["artifacts"]
+    (artifact,) = json.loads(built.stdout)["payload"]["artifacts"]
     assert artifact["label"]["target"] == "onnxruntime" and artifact["path"].endswith("lenet5.fp16.onnx")
 
 

@@ -110,7 +110,7 @@ def test_triton_serves_the_ir_with_the_openvino_backend_on_cpu(
     repo = tmp_path / "repo"
     result = cli.invoke(app, ["triton", str(ir), "--repo", str(repo), "--json"])
     assert result.exit_code == 0, result.output
-    model = json.loads(result.stdout)["models"][0]
+    model = json.loads(result.stdout)["payload"]["models"][0]
     config = parse_config(Path(model["config_path"]))
     assert config.backend == "openvino" and not config.platform
     assert config.instance_group[0].kind == config.instance_group[0].KIND_CPU
@@ -223,7 +223,7 @@ def test_a_fourth_target_needs_only_its_own_class_and_its_registration(
         assert "ORT format" in cli.invoke(app, ["doctor"]).output
         served = cli.invoke(app, ["triton", str(compiled.path), "--repo", str(tmp_path / "repo"), "--json"])
         assert served.exit_code == 0, served.output
-        assert Path(json.loads(served.stdout)["models"][0]["model_path"]).name == "model.ort"
+        assert Path(json.loads(served.stdout)["payload"]["models"][0]["model_path"]).name == "model.ort"
     finally:
         TARGETS.clear()
         TARGETS.update(registered)

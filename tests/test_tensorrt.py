@@ -68,7 +68,8 @@ def test_plan_from_another_gpu_is_refused_unless_built_hardware_compatible(lenet
 
 
 def test_layer_precision_counts_follow_the_inspector_json() -> None:
-    # Test double: the documented shape of IEngineInspector's DETAILED JSON (a real one needs a GPU).
+    # Test double: IEngineInspector's DETAILED JSON as TensorRT 10 documents it (a real one needs a GPU). 11.x's one
+    # documented change, "Bindings" → "I/O Tensors", is in tests/test_tensorrt_faults.py.
     info = {
         "Layers": [
             {"Name": "conv1", "Inputs": [{"Name": "x", "Format/Datatype": "Int8 NC/32HW32"}]},
@@ -77,7 +78,7 @@ def test_layer_precision_counts_follow_the_inspector_json() -> None:
             {"Name": "const", "Inputs": []},
             "bare-layer-name",
             {"Name": "pool", "Inputs": [{"Name": "c", "Format/Datatype": "N/A due to dynamic shapes"}]},
-            {"Name": "conv3", "Inputs": [{"Name": "d", "Format": "Channel major", "DataType": "Half"}]},  # 11.x
+            {"Name": "conv3", "Inputs": [{"Name": "d", "Format/Datatype": "Channel major BF16 format"}]},
         ],
         "Bindings": ["input", "logits"],
     }
@@ -91,13 +92,23 @@ def test_layer_precision_counts_follow_the_inspector_json() -> None:
 def test_doctor_reports_each_piece_and_what_its_absence_disables() -> None:
     report = diagnose()
     checks = {check.name: check for check in report.checks}
-    assert set(checks) == {"CPU", "ONNX Runtime", "ModelOpt", "PyTorch", "GPU", "TensorRT", "pycuda", "OpenVINO"}
+    assert set(checks) == {
+        "CPU", "ONNX Runtime", "ModelOpt", "PyTorch", "GPU", "TensorRT", "pycuda", "cuda-python", "OpenVINO"
+    }  # fmt: skip
     assert "U8S8" in checks["CPU"].detail and cpu_isa().source in checks["CPU"].detail  # the level and its origin
     assert checks["ONNX Runtime"].ok and "CPUExecutionProvider" in checks["ONNX Runtime"].detail
     assert checks["ModelOpt"].ok
     if importlib.util.find_spec("tensorrt") is None:
         assert not checks["TensorRT"].ok and ".plan" in checks["TensorRT"].disables
+        assert "pip install --extra-index-url https://pypi.nvidia.com tensorrt-cu13" in checks["TensorRT"].detail
         assert not report.tensorrt_ready
+    for binding in ("pycuda", "cuda-python"):  # each names its install line when missing
+        check = checks[binding]
+        assert check.ok or "pip install" in check.detail
+    if not checks["pycuda"].ok:
+        assert "CUDA toolkit headers" in checks["pycuda"].detail and "g++" in checks["pycuda"].detail
+    if checks["cuda-python"].ok and not checks["pycuda"].ok:
+        assert report.cuda_binding == "cuda-python" and "runner uses this one" in checks["cuda-python"].detail
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
@@ -121,8 +132,10 @@ def test_without_tensorrt_plans_fail_with_the_extra_named(cli: CliRunner, tmp_pa
 # --- the GPU self-test: `deploy doctor` then `pytest -m gpu` on a machine with TensorRT and a GPU ------------------
 
 needs_gpu = pytest.mark.skipif(
-    importlib.util.find_spec("tensorrt") is None or importlib.util.find_spec("pycuda") is None or gpu_info() is None,
-    reason="needs TensorRT, pycuda and an NVIDIA GPU (pip install -e '.[tensorrt]' on a GPU host)",
+    importlib.util.find_spec("tensorrt") is None
+    or (importlib.util.find_spec("pycuda") is None and importlib.util.find_spec("cuda") is None)
+    or gpu_info() is None,
+    reason="needs TensorRT, a CUDA binding (pycuda or cuda-python) and an NVIDIA GPU (see `deploy doctor`)",
 )
 
 

@@ -181,7 +181,7 @@ def test_a_fine_tuned_resnet18_checkpoint_goes_through_the_pipeline(
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
+    report = json.loads(result.stdout)["payload"]
     sidecar = load_sidecar(Path("export/resnet18.onnx"))
     assert sidecar.head == HeadInfo("fc", 10) and sidecar.labels == NAMES
     assert f"--labels {tmp_path.resolve() / 'labels.txt'}" in sidecar.export_options

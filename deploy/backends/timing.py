@@ -17,6 +17,10 @@ import numpy as np
 
 from deploy.environment import usable_cores
 
+# A 99th percentile from fewer samples is the maximum or next to it (25 iterations: p99 interpolates between the
+# two slowest); below this many the renderers state the maximum instead and the JSON leaves p99 out (null).
+TAIL_MIN_ITERATIONS = 100
+
 
 class Infers(Protocol):
     """What warm-up needs of a runner (any deploy.backends.base.Runner); structural, so this module stays below it."""
@@ -50,6 +54,11 @@ class LatencyStats:
     def throughput(self) -> float:
         """Images per second at the median latency."""
         return self.batch / (self.p50_ms / 1e3) if self.p50_ms > 0 else float("inf")
+
+    @property
+    def tail_backed(self) -> bool:
+        """Enough iterations that p99 is a percentile rather than the maximum under another name."""
+        return self.iterations >= TAIL_MIN_ITERATIONS
 
 
 def latency_stats(runner: str, batch: int, threads: int, samples_ms: Sequence[float]) -> LatencyStats:
@@ -90,6 +99,11 @@ class Ratio:
     p10: float
     p90: float
     rounds: int
+
+
+def significant(value: float, digits: int = 4) -> float:
+    """`value` to `digits` significant digits: what a timing can claim, without float noise in JSON."""
+    return float(f"{value:.{digits}g}")
 
 
 def ratio_of(reference_rounds: Sequence[float], candidate_rounds: Sequence[float]) -> Ratio:

@@ -16,6 +16,7 @@ from deploy import __version__
 from deploy.cli import (
     bench_cmd,
     build_cmd,
+    diagnose_cmd,
     doctor_cmd,
     export_cmd,
     import_cmd,
@@ -24,10 +25,11 @@ from deploy.cli import (
     pipeline_cmd,
     report_cmd,
     samples_cmd,
+    serve_cmd,
     triton_cmd,
     verify_cmd,
 )
-from deploy.cli.output import configure_logging, settings, stderr
+from deploy.cli.output import COMMAND, configure_logging, settings, stderr
 from deploy.errors import DeployError
 
 INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE: a bug in deploy, not in the user's input
@@ -46,6 +48,12 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
 
 class DeployGroup(TyperGroup):
     """Runs every command inside the error boundary: one red line and the fix, never a traceback (unless --debug)."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            COMMAND.set(command.name or name or "deploy")  # what --json envelopes name
+        return name, command, rest
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         debug = bool(ctx.params.get("debug")) or os.environ.get("DEPLOY_DEBUG") == "1"
@@ -117,8 +125,10 @@ app.command("infer")(infer_cmd.infer)
 app.command("samples")(samples_cmd.samples)
 app.command("build")(build_cmd.build)
 app.command("verify")(verify_cmd.verify)
+app.command("diagnose")(diagnose_cmd.diagnose)
 app.command("pipeline")(pipeline_cmd.pipeline)
 app.command("triton")(triton_cmd.triton)
+app.command("serve")(serve_cmd.serve)
 app.command("doctor")(doctor_cmd.doctor)
 app.command("bench")(bench_cmd.bench)
 app.command("report")(report_cmd.report)

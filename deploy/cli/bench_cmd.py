@@ -6,9 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
-from deploy.cli.output import print_json, progress_printer, stdout
+from deploy.cli.output import print_json, stdout
+from deploy.cli.progress import step_progress
+from deploy.cli.tables import Column, print_table
+from deploy.codec import to_data
 
 
 def bench(
@@ -27,7 +30,7 @@ def bench(
         None, "--batch", help="Comma-separated batch sizes, each within every artifact's batch range (default: 1,8)."
     ),
     threads: int | None = typer.Option(
-        None, "--threads", help="Threads for torch and ONNX Runtime, up to the cores here (default: all)."
+        None, "--threads", help="Threads for torch and ONNX Runtime, up to the CPUs this process may use (the default)."
     ),
     duration: float = typer.Option(5.0, "--duration", help="Seconds of interleaved timing per batch size (max 3600)."),
     images: Path | None = typer.Option(None, "--images", help="Images for the input pool (default: demo set)."),
@@ -63,26 +66,31 @@ def bench(
     if overhead and artifacts and not any(p.suffix == ".onnx" for p in artifacts):
         refuse_unused("to .onnx artifacts (ONNX Runtime)", "add an .onnx artifact", overhead=True)
     config = dataclasses.replace(config, artifacts=tuple(artifacts))
-    result = run_bench(config, progress=progress_printer(ctx))
+    with step_progress(ctx) as progress:
+        result = run_bench(config, progress=progress)
     overheads = []
     if overhead:
         overheads = [onnxruntime_overhead(p, threads=config.threads) for p in artifacts if p.suffix == ".onnx"]
     if as_json:
-        print_json({"result": result, "overhead": [dataclasses.asdict(o) | {"percent": o.percent} for o in overheads]})
+        print_json(to_data(result) | {"overhead": overheads})
         return
     for item in result.batches:
-        table = Table(title=f"{result.model} batch {item.batch} — {result.threads} threads, {result.cpu}")
-        speedup = f"speed-up vs {result.reference or 'eager'} (p10–p90)"
-        for column in ("runner", "p50 ms", "p90 ms", "p99 ms", "mean ms", "images/s", speedup):
-            table.add_column(column)
+        title = f"{result.model} batch {item.batch} — {result.threads} threads, {result.cpu}"
+        # p99 of fewer than TAIL_MIN_ITERATIONS samples is the maximum under another name: then the maximum it is.
+        tail = all(stats.tail_backed for stats in item.latency.values())
+        columns = [Column("runner", key=True)]
+        columns += [Column(f"{h} ms", justify="right") for h in ("p50", "p90", "p99" if tail else "max", "mean")]
+        columns += [Column("images/s", justify="right"), Column(f"speed-up vs {result.reference or 'eager'} (p10–p90)")]
+        rows = []
         for name, stats in item.latency.items():
             ratio = item.speedup.get(name)
             spread = (
                 "" if ratio is None else f"{ratio.median:.2f}× ({ratio.p10:.2f}–{ratio.p90:.2f}, {ratio.rounds} rounds)"
             )
-            table.add_row(name, f"{stats.p50_ms:.3f}", f"{stats.p90_ms:.3f}", f"{stats.p99_ms:.3f}",
-                          f"{stats.mean_ms:.3f}", f"{stats.throughput:.0f}", spread)  # fmt: skip
-        stdout.print(table)
+            rows.append((escape(name), f"{stats.p50_ms:.3f}", f"{stats.p90_ms:.3f}",
+                         f"{stats.p99_ms if tail else stats.max_ms:.3f}", f"{stats.mean_ms:.3f}",
+                         f"{stats.throughput:.0f}", spread))  # fmt: skip
+        print_table(stdout, title, columns, rows)
     for cost in overheads:
         stdout.print(
             f"runner overhead at batch {cost.batch}: {cost.percent:+.2f}% vs a bare session.run", highlight=False

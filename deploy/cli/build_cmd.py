@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from deploy.cli.options import (
     INPUT_SIZE,
@@ -20,8 +19,9 @@ from deploy.cli.options import (
     RESIZE_SIZE,
     STD,
 )
-from deploy.cli.output import print_json, progress_printer, stderr, stdout
-from deploy.imported import EAGER_REFERENCE
+from deploy.cli.output import print_json, stderr, stdout
+from deploy.cli.progress import step_progress
+from deploy.cli.tables import Column, print_table
 
 if TYPE_CHECKING:
     from deploy.builder import BuiltArtifact
@@ -53,6 +53,12 @@ def build(
     calib_dir: Path | None = typer.Option(None, "--calib-dir", help="Calibration images (default: calibration/)."),
     calib_count: int | None = typer.Option(None, "--calib-count", help="How many calibration images (default 500)."),
     recalibrate: bool = typer.Option(False, "--recalibrate", help="Ignore the calibration cache."),
+    max_drop: float | None = typer.Option(
+        None,
+        "--max-drop",
+        help="INT8: keep the most sensitive layers out of INT8 (in --high-precision), one at a time, until held-out "
+        "accuracy (else top-1 agreement with FP32) is within this many points; exit 3 if it cannot be.",
+    ),
     weights: str | None = typer.Option(
         None, "--weights", "-w", help="Weights for a model exported on demand (as for `deploy export`)."
     ),
@@ -135,6 +141,8 @@ def build(
             "tensorrt was given",
             hint="add --target tensorrt, or drop those options",
         )
+    if max_drop is not None and not 0 <= max_drop <= 100:
+        raise BadInput(f"--max-drop {max_drop:g} is not between 0 and 100 points", hint="e.g. --max-drop 0.5")
     if high_precision not in (None, "fp32", "fp16"):
         raise BadInput(f"--high-precision {high_precision!r} is unknown", hint="choose fp32 or fp16")
     chosen = [p for p, flag in zip(PRECISIONS, (fp32, fp16, int8), strict=True) if flag]
@@ -150,7 +158,12 @@ def build(
     if chosen and "int8" not in chosen:
         # FP16 calibrates too (its activation scan) but keeps no cache, so --recalibrate would change nothing.
         refuse_unused(
-            "to --int8", "add --int8", calib_method=method, high_precision=high_precision, recalibrate=recalibrate
+            "to --int8",
+            "add --int8",
+            calib_method=method,
+            high_precision=high_precision,
+            recalibrate=recalibrate,
+            max_drop=max_drop,
         )
     if not verify:
         refuse_unused(
@@ -175,6 +188,7 @@ def build(
         method=method or "entropy",  # type: ignore[arg-type]
         high_precision=high_precision or "fp32",  # type: ignore[arg-type]
         recalibrate=recalibrate,
+        max_drop=max_drop,
         weights=weights,
         custom=customization(
             num_classes=num_classes,
@@ -203,38 +217,40 @@ def build(
             ),
         ),
     )
-    result = run_build(config, progress=progress_printer(ctx))
+    with step_progress(ctx) as progress:
+        result = run_build(config, progress=progress)
     for warning in result.warnings:
         stderr.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     if as_json:
-        print_json(result)
+        print_json(result, passed=result.passed)
         result.raise_for_parity()
         return
-    table = Table(title="deploy build")
-    for column in (
-        "model",
-        "artifact kind",
-        "file",
-        "size MB",
-        "calibration / compile",
-        "parity vs reference",
-        "seconds",
-    ):
-        table.add_column(column, overflow="fold")
+    columns = (
+        Column("model", key=True),
+        Column("artifact kind", key=True),
+        Column("file", key=True),
+        Column("size MB", justify="right"),
+        Column("calibration / compile"),
+        Column("parity vs reference"),
+        Column("seconds", justify="right"),
+    )
+    rows = []
     for artifact in result.artifacts + result.rejected:
         notes = artifact.summary
         if artifact.reused_calibration is not None:
             notes = "cache reused" if artifact.reused_calibration else "calibrated"
-        table.add_row(
-            artifact.model,
-            artifact.name,
-            str(artifact.path),
-            f"{artifact.sidecar.size_bytes / 1e6:.1f}",
-            notes,
-            _parity_cell(artifact),
-            f"{artifact.seconds:.1f}",
+        rows.append(
+            (
+                escape(artifact.model),
+                escape(artifact.name),
+                escape(str(artifact.path)),
+                f"{artifact.sidecar.size_bytes / 1e6:.1f}",
+                escape(notes),
+                _parity_cell(artifact),
+                f"{artifact.seconds:.1f}",
+            )
         )
-    stdout.print(table)
+    print_table(stdout, "deploy build", columns, rows)
     for status in result.statuses:
         stderr.print(status, highlight=False, markup=False)
     for name in (name for name in targets if not get_target(name).compiles):
@@ -245,6 +261,8 @@ def build(
 
 
 def _parity_cell(artifact: BuiltArtifact) -> str:
+    from deploy.imported import EAGER_REFERENCE
+
     verdict = artifact.verdict
     if verdict is None:
         return "not verified"

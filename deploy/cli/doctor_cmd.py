@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from deploy.cli.output import print_json, stdout
+from deploy.cli.tables import Column, print_table
 
 
 def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout.")) -> None:
@@ -17,12 +17,18 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     if as_json:
         print_json(report)
         return
-    table = Table(title="deploy doctor")
-    for column in ("component", "status", "version", "detail", "disabled while missing"):
-        table.add_column(column)
-    for check in report.checks:
-        status = "[green]ok[/green]" if check.ok else "[yellow]missing[/yellow]"
-        table.add_row(check.name, status, escape(check.version or ""), escape(check.detail), escape(check.disables))
-    stdout.print(table)
+    columns = [Column("component", key=True), Column("status"), Column("version", key=True), Column("detail"),
+               Column("disabled while missing")]  # fmt: skip
+    rows = [
+        (
+            escape(check.name),
+            "[green]ok[/green]" if check.ok else "[yellow]missing[/yellow]",
+            escape(check.version or ""),
+            escape(check.detail),
+            escape(check.disables),
+        )
+        for check in report.checks
+    ]
+    print_table(stdout, "deploy doctor", columns, rows)
     verdict = "ready: run `pytest -m gpu`" if report.tensorrt_ready else "not usable here (CPU targets only)"
     stdout.print(f"TensorRT path: {verdict}", highlight=False)

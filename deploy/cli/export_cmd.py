@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from deploy.cli.options import INPUT_SIZE, INTERPOLATION, LABELS, MEAN, NUM_CLASSES, RESIZE_SIZE, STD
-from deploy.cli.output import print_json, progress_printer, stdout
+from deploy.cli.output import print_json, stdout
+from deploy.cli.progress import step_progress
 
 
 def export(
@@ -36,12 +37,12 @@ def export(
     batch: int | None = typer.Option(None, "--batch", help="Batch size of a --static export (default 1)."),
     simplifier: str = typer.Option("onnxsim", "--simplifier", help="onnxsim, onnxslim or none."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Check eager vs ONNX Runtime parity."),
-    atol: float | None = typer.Option(None, "--atol", help="Absolute tolerance override (FP32 default 1e-4)."),
+    atol: float | None = typer.Option(None, "--atol", help="Absolute tolerance override (FP32 default 1e-3)."),
     rtol: float | None = typer.Option(None, "--rtol", help="Relative tolerance override (FP32 default 1e-3)."),
     samples: int | None = typer.Option(
         None, "--samples", help="Sample images for the parity and simplification checks (default 8)."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the sidecar as JSON on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="Print the files, sidecar and parity as JSON on stdout."),
 ) -> None:
     """Export a zoo model (or your fine-tune of one) to ONNX with a sidecar, simplify it and prove it matches eager
     PyTorch."""
@@ -75,9 +76,10 @@ def export(
             interpolation=interpolation,
         ),
     )
-    result = export_model(config, progress=progress_printer(ctx))
+    with step_progress(ctx) as progress:
+        result = export_model(config, progress=progress)
     if as_json:
-        print_json(result.sidecar)
+        print_json(result, passed=None if result.parity is None else result.parity.passed)
         return
     parity = "not verified (--no-verify)" if result.parity is None else f"parity passed: {result.parity.summary()}"
     stdout.print(f"{result.onnx_path}", highlight=False)

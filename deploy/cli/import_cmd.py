@@ -8,7 +8,8 @@ import typer
 from rich.markup import escape
 
 from deploy.cli.options import INTERPOLATION, LABELS, MEAN, RESIZE_SIZE, STD
-from deploy.cli.output import print_json, progress_printer, stderr, stdout
+from deploy.cli.output import print_json, stderr, stdout
+from deploy.cli.progress import step_progress
 
 
 def import_onnx(
@@ -53,7 +54,8 @@ def import_onnx(
             interpolation=interpolation,
         ),
     )
-    result = run_import(config, progress=progress_printer(ctx))
+    with step_progress(ctx) as progress:
+        result = run_import(config, progress=progress)
     for assumption in result.assumptions:
         stderr.print(f"[yellow]assumed:[/yellow] {escape(assumption)}", highlight=False)
     if as_json:

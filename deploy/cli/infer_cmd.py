@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 
 from deploy.cli.output import settings, stderr
-from deploy.codec import dumps, to_data
+from deploy.codec import dumps, envelope
 from deploy.errors import BadInput
 
 if TYPE_CHECKING:
@@ -38,7 +38,9 @@ def infer(
     batch: int | None = typer.Option(
         None, "--batch", "-b", help="Images per inference, within the artifact's batch range [default: 8]."
     ),
-    as_json: bool = typer.Option(False, "--json", help="JSON lines: one object per image, then a summary."),
+    as_json: bool = typer.Option(
+        False, "--json", help="JSON lines: one object per image, then the summary in the --json envelope."
+    ),
     as_csv: bool = typer.Option(False, "--csv", help="CSV: a header, then one row per image."),
 ) -> None:
     """Classify images with an exported or built model (ONNX Runtime, TensorRT or OpenVINO)."""
@@ -132,10 +134,10 @@ class _Csv(_Writer):
 
 
 class _JsonLines(_Writer):
-    """One object per image ({"image", "predictions"}), then {"summary": {...}} once the run is over."""
+    """One object per image ({"image", "predictions"}), then the envelope with the summary as its payload."""
 
     def rows(self, batch: list[Classification]) -> None:
         _echo("".join(dumps(item, indent=None) + "\n" for item in batch))
 
     def finish(self, summary: InferSummary) -> None:
-        _echo(dumps({"summary": to_data(summary)}, indent=None) + "\n")
+        _echo(dumps(envelope("infer", summary), indent=None) + "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import typer
@@ -12,7 +13,10 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
-from deploy.codec import dumps
+from deploy.codec import dumps, envelope
+
+# The subcommand being run, as the user typed it (set by the app's group when it resolves the command line).
+COMMAND: ContextVar[str] = ContextVar("command", default="deploy")
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
@@ -46,5 +50,6 @@ def progress_printer(ctx: typer.Context) -> Callable[[str], None] | None:
     return lambda message: stderr.print(f"[dim]• {escape(message)}[/dim]", highlight=False)
 
 
-def print_json(value: Any) -> None:
-    typer.echo(dumps(value))
+def print_json(payload: Any, *, passed: bool | None = None) -> None:
+    """`payload` in the one `--json` envelope (deploy.codec.envelope) of the command running."""
+    typer.echo(dumps(envelope(COMMAND.get(), payload, passed=passed)))

@@ -21,7 +21,8 @@ from deploy.cli.options import (
     RTOL,
     STD,
 )
-from deploy.cli.output import progress_printer, stderr, stdout
+from deploy.cli.output import print_json, stderr, stdout
+from deploy.cli.progress import step_progress
 
 if TYPE_CHECKING:
     from deploy.sidecar import Method
@@ -46,7 +47,7 @@ def pipeline(
         None, "--batch", help="Comma-separated batch sizes to time (default: 1,8); the export covers the largest."
     ),
     threads: int | None = typer.Option(
-        None, "--threads", help="Threads for torch and ONNX Runtime, up to the cores here (default: all)."
+        None, "--threads", help="Threads for torch and ONNX Runtime, up to the CPUs this process may use (the default)."
     ),
     duration: float = typer.Option(3.0, "--duration", help="Seconds of interleaved timing per batch size (max 3600)."),
     cpu_int8: bool = typer.Option(
@@ -63,7 +64,7 @@ def pipeline(
     min_cosine: float | None = MIN_COSINE,
     min_top1: float | None = MIN_TOP1,
     reports_dir: Path = typer.Option(Path("reports"), "--reports-dir", help="Where the report goes."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report JSON on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout (the report under payload)."),
 ) -> None:
     """Export, build FP32/FP16/INT8 (entropy, max, CPU), verify against eager, time all interleaved, report."""
     import dataclasses
@@ -108,11 +109,12 @@ def pipeline(
         reports_dir=reports_dir,
         overrides=check_tolerances(atol=atol, rtol=rtol, min_cosine=min_cosine, min_top1=min_top1),
     )
-    result = run_pipeline(config, progress=progress_printer(ctx))
+    with step_progress(ctx) as progress:
+        result = run_pipeline(config, progress=progress)
     for warning in result.report.warnings:
         stderr.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     if as_json:
-        typer.echo(result.report.to_json())
+        print_json(result.report.document(), passed=result.report.passed)
         return
     from deploy.report.markdown import report_markdown
 

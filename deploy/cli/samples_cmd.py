@@ -20,7 +20,7 @@ def samples(
 
     paths = write_samples(out_dir, photos=photos, digits=digits)
     if as_json:
-        print_json(paths)
+        print_json({"files": paths})
         return
     for path in paths:
         stdout.print(str(path), highlight=False)

@@ -24,15 +24,33 @@ def triton(
     max_queue_delay_us: int = typer.Option(100, "--max-queue-delay-us", help="Dynamic batching queue delay."),
     labels: bool = typer.Option(True, "--labels/--no-labels", help="Write labels.txt for classifier outputs."),
     force: bool = typer.Option(False, "--force", help="Write into a folder that holds other content."),
+    backend: str = typer.Option(
+        "native",
+        "--backend",
+        help="native: the artifact's own Triton backend (ONNX Runtime, TensorRT, OpenVINO); python: Triton's Python "
+        "backend running the ONNX with ONNX Runtime on the CPU (model <name>_python), for servers without those.",
+    ),
+    ensemble: bool = typer.Option(
+        False,
+        "--ensemble",
+        help="Also write <model>_preprocess, <model>_topk and <model>_ensemble: clients send encoded image bytes "
+        "(BYTES input IMAGE) and receive LABELS, PROBABILITIES and CLASS_INDICES.",
+    ),
+    top_k: int = typer.Option(5, "--top-k", help="Labels per image from the --ensemble."),
+    threads: int = typer.Option(
+        0, "--threads", help="ONNX Runtime threads per instance of a --backend python model (0: one per core)."
+    ),
     export_dir: Path = typer.Option(Path("export"), "--export-dir", help="Where a model name's ONNX is found."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
 ) -> None:
-    """Write config.pbtxt and versioned model files Triton reads (ONNX Runtime, TensorRT or OpenVINO)."""
+    """Write config.pbtxt and versioned model files Triton reads (ONNX Runtime, TensorRT, OpenVINO or Python)."""
     from deploy.errors import BadInput
-    from deploy.serving.triton import TritonConfig, write_repository
+    from deploy.serving.triton import BACKENDS, TritonConfig, write_repository
 
     if device not in (None, "gpu", "cpu"):
         raise BadInput(f"--device {device!r} is unknown", hint="choose gpu or cpu")
+    if backend not in BACKENDS:
+        raise BadInput(f"--backend {backend!r} is unknown", hint="pass --backend native or --backend python")
     paths = tuple(_artifact_path(item, export_dir) for item in artifacts)
     config = TritonConfig(
         artifacts=paths,
@@ -43,6 +61,10 @@ def triton(
         max_queue_delay_us=max_queue_delay_us,
         labels=labels,
         force=force,
+        backend=backend,  # type: ignore[arg-type]
+        ensemble=ensemble,
+        top_k=top_k,
+        intra_op_threads=threads,
     )
     result = write_repository(config)
     if as_json:
@@ -50,7 +72,8 @@ def triton(
         return
     table = Table(title=f"Triton model repository {escape(str(result.repo))}")
     for column in ("model", "version", "status", "platform", "max_batch_size", "config"):
-        table.add_column(column)
+        # the model name identifies the row (lenet5_python_topk vs _preprocess): never cut; the path folds instead
+        table.add_column(column, no_wrap=column == "model", overflow="fold" if column == "config" else "ellipsis")
     for model in result.models:
         row = (model.name, str(model.version), model.status, model.platform, str(model.max_batch_size))
         table.add_row(*map(escape, (*row, str(model.config_path))))

@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
 from deploy.cli.options import ATOL, MIN_COSINE, MIN_TOP1, RTOL
-from deploy.cli.output import print_json, progress_printer, stdout
+from deploy.cli.output import print_json, stdout
+from deploy.cli.progress import step_progress
+from deploy.cli.tables import Column, print_table
 
 if TYPE_CHECKING:
     from deploy.harness.verify import ArtifactVerdict
@@ -37,21 +39,21 @@ def verify(
 
     overrides = check_tolerances(atol=atol, rtol=rtol, min_cosine=min_cosine, min_top1=min_top1)
     config = VerifyConfig(artifacts=tuple(artifacts), images=images, count=count, overrides=overrides)
-    result = run_verify(config, progress=progress_printer(ctx))
+    with step_progress(ctx) as progress:
+        result = run_verify(config, progress=progress)
     if as_json:
-        print_json(result)
+        print_json(result, passed=result.passed)
     else:
         references = {v.reference for v in result.verdicts} - {EAGER_REFERENCE}  # zoo models: eager, as always
         against = f" — reference: {', '.join(sorted(references))}" if references else ""
-        table = Table(title=f"deploy verify — held-out images: {result.images}{against}")
-        columns = ["artifact", "precision", "parity", "max |Δ|", "p99 |Δ|", "cosine mean/min", "top-1", "top-5"]
-        columns += [f"accuracy {'reference' if references else 'eager'} → artifact"] if result.labelled else []
-        for column in columns:
-            table.add_column(column)
+        headers = ["precision", "parity", "max |Δ|", "p99 |Δ|", "cosine mean/min", "top-1", "top-5"]
+        headers += [f"accuracy {'reference' if references else 'eager'} → artifact"] if result.labelled else []
+        columns = [Column("artifact", key=True), *(Column(header) for header in headers)]
+        rows = []
         for verdict in result.verdicts:
             out = verdict.parity.outputs[0]
             row = [
-                Path(verdict.artifact).name,
+                escape(str(verdict.artifact)),
                 verdict.precision,
                 _parity_cell(verdict),
                 f"{out.max_abs:.3g}",
@@ -62,13 +64,15 @@ def verify(
             ]
             if result.labelled:
                 row.append(f"{verdict.eager_accuracy:.2%} → {verdict.artifact_accuracy:.2%}")
-            table.add_row(*row)
-        stdout.print(table)
+            rows.append(row)
+        print_table(stdout, f"deploy verify — held-out images: {result.images}{against}", columns, rows)
     if not result.passed:
-        failed = ", ".join(Path(v.artifact).name for v in result.verdicts if not v)
+        failed = ", ".join(str(v.artifact) for v in result.verdicts if not v)
+        where = "payload.verdicts[].failures in the JSON above" if as_json else "the parity column above"
         raise ParityError(
             f"parity failed for {failed}",
-            hint="the table (or --json) gives each failure; loosen with --min-cosine/--min-top1 if acceptable",
+            hint=f"{where} names each failed check; if that loss is acceptable, loosen it with "
+            "--min-cosine/--min-top1 (or --atol/--rtol)",
         )
 
 

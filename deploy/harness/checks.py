@@ -4,6 +4,7 @@ the Python API refuses what the CLI refuses: one BadInput (exit 2) naming the op
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from deploy.errors import BadInput
 
@@ -41,3 +42,19 @@ def _wanted(low: float, high: float | None, *, open_low: bool) -> str:
         return f"is outside {low:g}-{high:g}"
     text = f"must be above {low:g}" if open_low else f"must be at least {low:g}"
     return text if high is None else f"{text} and at most {high:g}"
+
+
+def missing_artifact_hint(artifact: Path) -> str:
+    """The command that makes an artifact named like `artifact`: an export (MODEL.onnx) or a build for the target
+    its suffix names (a .plan: TensorRT, which needs an NVIDIA GPU)."""
+    model = artifact.name.split(".")[0] or "MODEL"
+    if artifact.suffix == ".onnx" and artifact.name.count(".") == 1:
+        return f"export it with `deploy export {model}`, or check the path"
+    from deploy.targets import target_for
+
+    try:
+        target = target_for(artifact)
+    except BadInput:
+        return f"pass an artifact from `deploy export {model}` or `deploy build {model}`"
+    where = " on a machine with an NVIDIA GPU" if target.device == "cuda" else ""
+    return f"build it with `deploy build {model} --target {target.name}`{where}, or check the path"

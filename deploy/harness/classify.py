@@ -20,7 +20,7 @@ from PIL import Image
 
 from deploy.backends.base import Runner, TensorMeta
 from deploy.errors import BadInput
-from deploy.harness.checks import MAX_BATCH, check_int
+from deploy.harness.checks import MAX_BATCH, check_int, missing_artifact_hint
 from deploy.harness.image_selection import Found, check_named, looks_like_image, select_images
 from deploy.preprocessing import (
     Preprocessing,
@@ -29,7 +29,7 @@ from deploy.preprocessing import (
     preprocess,
 )
 from deploy.sidecar import BatchRange, Sidecar, load_sidecar, sidecar_path
-from deploy.targets import check_runnable, runner_for, target_for
+from deploy.targets import check_runnable, runner_for
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ class Predictor:
                 raise BadInput(
                     f"{self.artifact} outputs {width} class scores, and --model {contract.model} names "
                     f"{len(contract.labels)} classes: its labels would name the wrong classes",
-                    hint=f"give the file its own sidecar: deploy import {self.artifact} --labels FILE "
+                    hint=f"give the file its own sidecar: `deploy import {self.artifact} --labels FILE` "
                     "(with its --input-size/--mean/--std)",
                 )
             if self._batch_range is None:
@@ -427,8 +427,10 @@ def _log_skip(skipped: Skipped) -> None:
 
 def _contract(artifact: Path, model: str | None) -> _Contract:
     if not artifact.is_file():
-        raise BadInput(f"artifact {artifact} does not exist", hint="export one with `deploy export MODEL`")
-    target_for(artifact)  # an unknown kind of file is refused before anything is read
+        raise BadInput(f"artifact {artifact} does not exist", hint=missing_artifact_hint(artifact))
+    # An unknown kind of file, or one whose target cannot run here (a plan without a GPU), is refused before
+    # anything is read: that is the answer, whatever its sidecar says.
+    check_runnable(artifact)
     if sidecar_path(artifact).is_file() or model is None:
         sidecar = load_sidecar(artifact)
         if model is not None and model.lower() != sidecar.model:

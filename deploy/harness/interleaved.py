@@ -37,6 +37,7 @@ from deploy.backends.timing import (
     latency_stats,
     ratio_of,
     rotating_feeds,
+    significant,
     warm_up,
 )
 from deploy.environment import cpu_name, usable_cores
@@ -55,6 +56,7 @@ from deploy.imported import (
     reimport_command,
     require_sidecar,
 )
+from deploy.progress import Step
 from deploy.sidecar import Sidecar
 from deploy.targets import artifact_suffixes, check_runnable, runner_for, target_for
 
@@ -105,6 +107,40 @@ class InterleavedResult:
     cores: int | None
     batches: tuple[BatchResult, ...]
     reference: str | None = EAGER_ROW  # the CPU baseline's row: eager, imported-onnx; None with --no-eager
+    artifacts: dict[str, str] = field(default_factory=dict)  # runner name → the artifact file it timed
+
+    def json_data(self) -> dict[str, object]:
+        """`deploy bench --json`'s payload: one row per runner and batch with stable keys, timings to 4
+        significant digits, images/s, the full artifact path; p99 is null below TAIL_MIN_ITERATIONS."""
+        return {
+            "model": self.model,
+            "threads": self.threads,
+            "cpu": self.cpu,
+            "cores": self.cores,
+            "reference": self.reference,
+            "rows": [self._row(item, name) for item in self.batches for name in item.latency],
+        }
+
+    def _row(self, item: BatchResult, name: str) -> dict[str, object]:
+        stats = item.latency[name]
+        ratio = item.speedup.get(name)
+        return {
+            "batch": item.batch,
+            "runner": name,
+            "artifact": self.artifacts.get(name),
+            "iterations": stats.iterations,
+            "p50_ms": significant(stats.p50_ms),
+            "p90_ms": significant(stats.p90_ms),
+            "p99_ms": significant(stats.p99_ms) if stats.tail_backed else None,
+            "max_ms": significant(stats.max_ms),
+            "mean_ms": significant(stats.mean_ms),
+            "images_per_s": significant(stats.throughput),
+            "speedup": None
+            if ratio is None
+            else {"median": significant(ratio.median), "p10": significant(ratio.p10), "p90": significant(ratio.p90),
+                  "rounds": ratio.rounds},
+            "gpu_p50_ms": {stage: significant(s.p50_ms) for stage, s in item.gpu.get(name, {}).items()} or None,
+        }  # fmt: skip
 
 
 def run_interleaved(
@@ -174,8 +210,9 @@ def bench(
         with contextlib.ExitStack() as stack:
             for runner in runners.values():
                 stack.enter_context(runner)
-            for batch in batches:
-                say(f"batch {batch}: timing {', '.join(runners)} interleaved for {config.duration_s:g} s")
+            for number, batch in enumerate(batches, start=1):
+                say(Step(f"batch {batch}: timing {', '.join(runners)} interleaved for {config.duration_s:g} s",
+                         number=number, total=len(batches)))  # fmt: skip
                 feeds = rotating_feeds(held.arrays, batch, first.inputs[0].name)
                 samples, rounds = run_interleaved(
                     runners, feeds, duration_s=config.duration_s, warmup_s=config.warmup_s,
@@ -193,7 +230,8 @@ def bench(
                 results.append(BatchResult(batch, latency, speedup, gpu))
     finally:
         torch.set_num_threads(previous)
-    return InterleavedResult(first.model, config.threads, cpu_name(), usable_cores(), tuple(results), baseline)
+    files = {path.name: str(path) for path in sidecars}
+    return InterleavedResult(first.model, config.threads, cpu_name(), usable_cores(), tuple(results), baseline, files)
 
 
 def check_settings(config: InterleavedConfig) -> None:

@@ -10,14 +10,14 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from deploy.backends.base import Runner
 from deploy.errors import BadInput, first_line
 from deploy.files import Staging
-from deploy.harness.checks import check_int
+from deploy.harness.checks import check_int, missing_artifact_hint
 from deploy.harness.compare import DEFAULT_TOLERANCES, OutputComparison, ParityReport, Tolerance, check_tolerances
 from deploy.harness.eager import eager_runner
 from deploy.harness.heldout import HeldOutSet, held_out_set
@@ -64,6 +64,7 @@ def check_judging(count: int | None, overrides: Mapping[str, float | None]) -> N
 
 @dataclass(frozen=True)
 class ArtifactVerdict:
+    json_derived: ClassVar[tuple[str, ...]] = ("passed", "failures")
     artifact: str
     model: str
     precision: str
@@ -95,6 +96,7 @@ class ArtifactVerdict:
 
 @dataclass(frozen=True)
 class VerifyResult:
+    json_derived: ClassVar[tuple[str, ...]] = ("passed",)
     verdicts: tuple[ArtifactVerdict, ...]
     images: str
     labelled: bool
@@ -218,7 +220,7 @@ def settle_verdict(path: Path, verdict: ArtifactVerdict, images: str) -> bool:
 
 def _artifact_sidecar(path: Path) -> Sidecar:
     if not path.is_file():
-        raise BadInput(f"artifact {path} does not exist", hint="build it with `deploy build MODEL`")
+        raise BadInput(f"artifact {path} does not exist", hint=missing_artifact_hint(path))
     target_for(path)
     return require_sidecar(path)
 

@@ -7,19 +7,24 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
 
 from deploy.environment import cpu_isa
+from deploy.errors import BadInput
 from deploy.precision.calibration import CalibrationConfig, CalibrationSet, Int8Source
 from deploy.precision.fp16_scan import NEAR_LIMIT_FACTOR, Fp16Scan, scan_fp16_ranges
 from deploy.precision.int8 import HighPrecision
 from deploy.precision.modelopt_run import modelopt_version
 from deploy.precision.typing_info import initializer_types
-from deploy.sidecar import ArtifactLabel, PrecisionInfo, Sidecar
+from deploy.sidecar import ArtifactLabel, Method, PrecisionInfo, Sidecar
+
+if TYPE_CHECKING:
+    from deploy.precision.budget import BudgetResult
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,10 @@ class RecipeConfig:
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     high_precision: HighPrecision = "fp32"
     recalibrate: bool = False
+    max_drop: float | None = (
+        None  # points of held-out accuracy (or top-1 agreement) INT8 may lose: deploy.precision.budget
+    )
+    budget_images: Path | None = None  # the held-out images that judge the budget (None: the model's demo set)
 
 
 @dataclass(frozen=True)
@@ -137,9 +146,14 @@ def _cpu_int8(
     from deploy.precision.cpu_int8 import HISTOGRAM_BINS, quantize_cpu_int8
 
     method = label.method or "entropy"
+    if config.max_drop is not None:
+        raise BadInput(
+            f"{sidecar.model}: --max-drop searches the TensorRT-style INT8 only, not the CPU INT8 (U8S8)",
+            hint="build the CPU INT8 without --max-drop, or use --target tensorrt with --max-drop",
+        )
     result = quantize_cpu_int8(_int8_source(source, sidecar, calib, config), method=method)
-    onnx.save_model(result.model, tmp)
     warnings = list(result.warnings)
+    onnx.save_model(result.model, tmp)
     return {
         "tool": "onnxruntime.quantization.quantize_static",
         "target": "cpu",
@@ -166,7 +180,17 @@ def _int8(
     result = quantize_int8(
         _int8_source(source, sidecar, calib, config), method=method, high_precision=config.high_precision
     )
-    onnx.save_model(result.model, tmp)
+    budget: dict[str, Any] = {}
+    if config.max_drop is not None:
+
+        def trt_graph(other: Method) -> onnx.ModelProto:
+            job = _int8_source(source, sidecar, calib, config)
+            return quantize_int8(job, method=other, high_precision=config.high_precision).model  # type: ignore[arg-type]
+
+        chosen, budget = _within_budget(source, sidecar, config, method, result.model, trt_graph, ("entropy", "max"))
+        onnx.save_model(chosen, tmp)
+    else:
+        onnx.save_model(result.model, tmp)
     warnings = list(result.warnings)
     compute = len(result.quantized_nodes) + len(result.high_precision_nodes)
     if compute and len(result.quantized_nodes) / compute < MIN_QUANTIZED_SHARE:
@@ -174,7 +198,7 @@ def _int8(
             f"only {len(result.quantized_nodes)} of {compute} Conv/Gemm layers of {sidecar.model} got Q/DQ: "
             "this INT8 build is mostly high precision"
         )
-    return {
+    return budget | {
         "tool": "modelopt.onnx.quantization",
         "modelopt": modelopt_version(),
         "method": method,
@@ -185,4 +209,75 @@ def _int8(
         "calibration": _calibration_details(calib, result.cache_path, result.cache_key, result.reused_cache),
         "target": "tensorrt",
         "warnings": warnings,
+    }
+
+
+def _within_budget(
+    source: Path,
+    sidecar: Sidecar,
+    config: RecipeConfig,
+    method: Method,
+    full: onnx.ModelProto,
+    quantize: Callable[[Method], onnx.ModelProto],
+    methods: tuple[Method, ...],
+) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """The requested method's graph searched first; the other calibration methods only when it misses the budget."""
+    from deploy.harness.heldout import held_out_set
+    from deploy.precision.budget import BudgetNotMet, search_budget
+
+    max_drop = config.max_drop
+    assert max_drop is not None
+    held = held_out_set(sidecar, images=config.budget_images, count=None)
+    fp32 = onnx.load(source)
+
+    def search(candidates: Mapping[str, onnx.ModelProto]) -> BudgetResult:
+        return search_budget(
+            candidates,
+            fp32,
+            images=held.arrays,
+            labels=held.labels,
+            input_name=sidecar.inputs[0].name,
+            max_drop=max_drop,
+        )
+
+    result = search({method: full})
+    if not result.within_budget:
+        result = search({method: full, **{m: quantize(m) for m in methods if m != method}})
+    record = budget_record(result, held.source)
+    if not result.within_budget:
+        raise BudgetNotMet(sidecar.model, result)
+    details: dict[str, Any] = {"budget": record}
+    if result.method != method:
+        details["method"] = result.method
+        details["budget"]["note"] = f"{result.method} calibration met the budget with fewer exclusions than {method}"
+    return result.model, details
+
+
+def budget_record(result: BudgetResult, images: str) -> dict[str, Any]:
+    """The decision table a sidecar and a report carry."""
+    return {
+        "metric": result.metric,
+        "max_drop": result.max_drop,
+        "images": images,
+        "fp32_score": result.fp32_score,
+        "fp32_latency_ms": round(result.fp32_latency_ms, 4),
+        "method": result.method,
+        "excluded": list(result.chosen.excluded),
+        "quantized_layers": result.quantized_layers,
+        "seconds": result.seconds,
+        "steps": [
+            {
+                "step": s.step,
+                "method": s.method,
+                "excluded": list(s.excluded),
+                "score": s.score,
+                "drop": s.drop,
+                "latency_ms": round(s.latency_ms, 4),
+            }
+            for s in result.steps
+        ],
+        "sensitivity": {
+            m: [{"node": x.node, "output_error": x.output_error, "gain": x.gain} for x in ranked[:10]]
+            for m, ranked in result.sensitivities.items()
+        },
     }

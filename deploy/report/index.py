@@ -23,7 +23,9 @@ def render_reports(
 ) -> RenderResult:
     """Rebuild report.md (and report.png) of `models`, or of every report with `every`, which also writes index.md."""
     if every == bool(models):
-        raise BadInput("name models or pass --all, not both or neither", hint="deploy report resnet50, or --all")
+        raise BadInput(
+            "name models or pass --all, not both or neither", hint="`deploy report resnet50`, or `deploy report --all`"
+        )
     paths = sorted(reports_dir.glob("*/report.json")) if every else [reports_dir / m / "report.json" for m in models]
     if every and not paths:
         raise BadInput(f"no reports in {reports_dir}", hint="run `deploy pipeline MODEL` first")

@@ -5,17 +5,27 @@ from __future__ import annotations
 from deploy.backends.timing import Ratio
 from deploy.report.model import GPU_STAGES, Report, ReportRow
 
+OUTLIER_FACTOR = 3.0  # a per-round ratio 3× from the median is a stalled round, not the artifact's speed
+
 
 def report_markdown(report: Report, *, chart: str | None = "report.png") -> str:
     labelled = report.labelled
+    kind = report.weights.get("kind")
+    untrained = " — untrained, so accuracy says nothing about the deployment; speed still does" * (kind == "random")
     lines = [
         f"# {report.model}: eager PyTorch vs deployed artifacts",
         "",
-        f"Weights: {report.weights.get('name')} ({report.weights.get('kind')}). Held-out images: {report.images}. "
+        f"**Verdict: {report.verdict}.**" if report.passed else f"**Verdict: ❌ {report.verdict}.**",
+        "",
+        f"Weights: {report.weights.get('name')} ({kind}{untrained}). Held-out images: {report.images}. "
         f"Created {report.created_at}.",
         "",
         *_main_table(report, labelled),
     ]
+    outliers = _outliers(report)
+    if outliers:
+        lines += ["", f"† Wide spread: {'; '.join(outliers)}. Per-round ratios that far out are rounds where one "
+                  "runner stalled (another process, a page fault); the median is the robust figure."]  # fmt: skip
     if chart:
         lines += ["", f"![latency, speed-up and {'accuracy' if labelled else 'agreement'}]({chart})"]
     lines += ["", *_method(report)]
@@ -37,8 +47,9 @@ def report_markdown(report: Report, *, chart: str | None = "report.png") -> str:
 def _main_table(report: Report, labelled: bool) -> list[str]:
     head = ["runner", "backend", "size MB", "build s", "parity", "cosine min", "top-1 agr."]
     head += ["accuracy"] if labelled else []
+    tail = report.tail_backed  # else a "p99" of so few iterations is the maximum: say max
     for b in report.batches:
-        head += [f"b{b} p50 / p99 ms", f"b{b} img/s", f"b{b} speed-up (p10–p90)"]
+        head += [f"b{b} p50 / {'p99' if tail else 'max'} ms", f"b{b} img/s", f"b{b} speed-up (p10–p90)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for row in report.rows:
         cells = [
@@ -55,7 +66,7 @@ def _main_table(report: Report, labelled: bool) -> list[str]:
             stats = row.latency.get(b)
             ratio = row.speedup.get(b)
             cells += [
-                "" if stats is None else f"{stats.p50_ms:.2f} / {stats.p99_ms:.2f}",
+                "" if stats is None else f"{stats.p50_ms:.2f} / {stats.p99_ms if tail else stats.max_ms:.2f}",
                 "" if stats is None else f"{stats.throughput:,.0f}",
                 _ratio(ratio, reference=row.reference),
             ]
@@ -121,8 +132,23 @@ def _verdict(row: ReportRow) -> str:
 
 def _ratio(ratio: Ratio | None, *, reference: bool) -> str:
     if ratio is not None:
-        return f"{ratio.median:.2f}× ({ratio.p10:.2f}–{ratio.p90:.2f})"
+        return f"{ratio.median:.2f}× ({ratio.p10:.2f}–{ratio.p90:.2f}){' †' if wide(ratio) else ''}"
     return "1.00×" if reference else ""
+
+
+def wide(ratio: Ratio) -> bool:
+    """A spread whose ends lie more than OUTLIER_FACTOR times from the median: outliers, to be said as such."""
+    return ratio.p90 > OUTLIER_FACTOR * ratio.median or ratio.p10 * OUTLIER_FACTOR < ratio.median
+
+
+def _outliers(report: Report) -> list[str]:
+    return [
+        f"{row.name} batch {batch}: p10 {ratio.p10:,.2f}× and p90 {ratio.p90:,.2f}× around a median of "
+        f"{ratio.median:,.2f}×"
+        for row in report.rows
+        for batch, ratio in sorted(row.speedup.items())
+        if wide(ratio)
+    ]
 
 
 def _num(value: float | None, fmt: str) -> str:

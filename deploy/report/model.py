@@ -76,6 +76,20 @@ class Report:
         return all(row.passed is not False for row in self.rows if not row.peer)
 
     @property
+    def verdict(self) -> str:
+        """One phrase: which artifacts failed parity, or that all passed (what a chart title and Markdown lead with)."""
+        failed = [row.name for row in self.rows if row.passed is False and not row.peer]
+        if failed:
+            return f"FAILED: {', '.join(failed)}"
+        judged = sum(1 for row in self.rows if row.passed is not None and not row.peer)
+        return f"all {judged} artifacts passed parity"
+
+    @property
+    def tail_backed(self) -> bool:
+        """Every latency has the iterations a p99 needs; else renderers state the maximum instead."""
+        return all(stats.tail_backed for row in self.rows for stats in row.latency.values())
+
+    @property
     def batches(self) -> tuple[int, ...]:
         return tuple(sorted({b for row in self.rows for b in row.latency}))
 
@@ -84,8 +98,12 @@ class Report:
         kept = tuple(row for row in self.rows if not row.peer)
         return dataclasses.replace(self, rows=kept + tuple(dataclasses.replace(p, peer=True) for p in peers))
 
+    def document(self) -> dict[str, Any]:
+        """report.json's content as data: the schema, then every field (and `passed`)."""
+        return {"schema": SCHEMA, **to_data(self)}
+
     def to_json(self) -> str:
-        return dumps({"schema": SCHEMA, **to_data(self)}) + "\n"
+        return dumps(self.document()) + "\n"
 
     @classmethod
     def from_json(cls, text: str, *, source: Path | str = "report.json") -> Report:

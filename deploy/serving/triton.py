@@ -4,6 +4,13 @@ We write what Triton reads — `<name>/config.pbtxt`, `<name>/<version>/model.{o
 platform or backend come from the artifact's target), `labels.txt` — and never a server. Every field comes from the
 sidecar, so the config and the artifact cannot disagree.
 
+Two additions for servers and clients that have less: `backend="python"` serves an ONNX artifact through Triton's
+Python backend with ONNX Runtime on the CPU (model.py beside model.onnx; for a tritonserver without the ONNX Runtime
+backend, such as PyPI's nvidia-pytriton build), and `ensemble=True` adds `<name>_preprocess` (encoded image bytes →
+the input tensor, deploy's preprocessing from the sidecar), `<name>_topk` (scores → labels, probabilities, indices)
+and `<name>_ensemble` chaining the three, so a client sends JPEG/PNG bytes and receives the top-k labels. The
+model.py files are deploy/serving/python_models/*.py, copied byte for byte; they import nothing from deploy.
+
 A call is all or nothing: every artifact is checked and every new file is staged before the first one is moved
 into the repository, and a failure while moving puts back what was moved. Triton never sees half a model: a new
 model folder appears whole by one rename, a new version folder likewise, config.pbtxt and labels.txt by replace.
@@ -13,12 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +39,10 @@ from deploy.targets import Target, target_for
 log = logging.getLogger(__name__)
 
 Device = Literal["gpu", "cpu"]
+# native: the artifact's own Triton platform or backend (onnxruntime_onnx, tensorrt_plan, openvino);
+# python: Triton's Python backend running the ONNX through ONNX Runtime on the CPU.
+Backend = Literal["native", "python"]
+BACKENDS: tuple[Backend, ...] = ("native", "python")
 # added: a new version folder; reconfigured: the artifact is the newest version already, config.pbtxt or labels.txt
 # changed (other options); unchanged: the repository already held exactly this, nothing was written.
 ModelStatus = Literal["added", "reconfigured", "unchanged"]
@@ -42,6 +55,7 @@ _TRITON_TYPES = {
     "int32": "TYPE_INT32",
     "int64": "TYPE_INT64",
     "bool": "TYPE_BOOL",
+    "bytes": "TYPE_STRING",  # the ensemble's encoded images and labels; never a sidecar's dtype
 }
 LABELS_FILE = "labels.txt"
 CONFIG_FILE = "config.pbtxt"
@@ -50,6 +64,11 @@ CONFIG_FILE = "config.pbtxt"
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 MAX_NAME_LENGTH = 128
 _VERSION = re.compile(r"0|[1-9][0-9]*")  # Triton ignores version folders with leading zeros
+PYTHON_MODEL_FILE = "model.py"
+# The ensemble's tensors as clients see them.
+IMAGE_INPUT = "IMAGE"
+TOPK_OUTPUTS = (("LABELS", "bytes"), ("PROBABILITIES", "float32"), ("CLASS_INDICES", "int64"))
+MAX_TOP_K = 1000
 
 
 @dataclass(frozen=True)
@@ -62,13 +81,17 @@ class TritonConfig:
     max_queue_delay_us: int = 100
     labels: bool = True
     force: bool = False
+    backend: Backend = "native"
+    ensemble: bool = False  # add <name>_preprocess, <name>_topk and <name>_ensemble (image bytes in, top-k out)
+    top_k: int = 5  # labels per image from the ensemble
+    intra_op_threads: int = 0  # ONNX Runtime threads per instance of a Python-backend model; 0: one per core
 
 
 @dataclass(frozen=True)
 class TritonModel:
     name: str
     version: int  # the version added, or the newest one when the artifact was already there
-    platform: str  # Triton's platform, or its backend where the target has no platform (openvino)
+    platform: str  # Triton's platform ("ensemble" too), or its backend where it has no platform (openvino, python)
     max_batch_size: int
     preferred_batch_sizes: tuple[int, ...]
     config_path: Path
@@ -85,10 +108,9 @@ class TritonResult:
 
 @dataclass(frozen=True)
 class _Plan:
-    """One artifact, checked and rendered: everything a model folder needs, before the repository is touched."""
+    """One model folder, checked and rendered: everything it needs, before the repository is touched."""
 
     name: str
-    artifact: Path
     sources: tuple[Path, ...]  # the artifact, then its companions, in the order of `filenames`
     digests: tuple[str, ...]  # their sha256 as the sidecar records them
     filenames: tuple[str, ...]
@@ -98,6 +120,12 @@ class _Plan:
     preferred: tuple[int, ...]
     config: str
     labels: str | None
+    generated: tuple[tuple[str, bytes], ...] = ()  # version-folder files written from memory (model.py)
+
+    @property
+    def model_file(self) -> str:
+        """The file that is the model: the artifact, else model.py, else (an ensemble) the version folder."""
+        return self.filenames[0] if self.filenames else self.generated[0][0] if self.generated else ""
 
 
 @dataclass(frozen=True)
@@ -125,7 +153,7 @@ class _Change:
             max_batch_size=plan.max_batch_size,
             preferred_batch_sizes=plan.preferred,
             config_path=folder / CONFIG_FILE,
-            model_path=folder / str(self.version) / plan.filenames[0],
+            model_path=folder / str(self.version) / plan.model_file,
             labels_path=folder / LABELS_FILE if plan.labels is not None else None,
             status=status,
         )
@@ -134,12 +162,12 @@ class _Change:
 def write_repository(config: TritonConfig) -> TritonResult:
     """Add each artifact as a model (or a new version of one) in `config.repo`; all of them, or none."""
     _validate(config)
-    plans = [_plan(path, config) for path in config.artifacts]
+    plans = [plan for path in config.artifacts for plan in _plans(path, config)]
     names = [plan.name for plan in plans]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise BadInput(
-            f"two artifacts would share the Triton model name {duplicates[0]!r}",
+            f"two models would share the Triton model name {duplicates[0]!r}",
             hint="add them in separate calls with --name, or rename the files",
         )
     created = not config.repo.exists()
@@ -167,13 +195,35 @@ def _validate(config: TritonConfig) -> None:
         raise BadInput(f"--instances {config.instances} must be at least 1", hint="pass --instances 1")
     if config.max_queue_delay_us < 0:
         raise BadInput("--max-queue-delay-us must not be negative", hint="pass --max-queue-delay-us 100")
+    if config.backend not in BACKENDS:
+        raise BadInput(f"--backend {config.backend!r} is unknown", hint="pass --backend native or --backend python")
+    if config.backend == "python" and config.device == "gpu":
+        raise BadInput("the Python backend model runs ONNX Runtime on the CPU only", hint="drop --device gpu")
+    if not 1 <= config.top_k <= MAX_TOP_K:
+        raise BadInput(f"--top-k {config.top_k} must be between 1 and {MAX_TOP_K}", hint="pass --top-k 5")
+    if config.intra_op_threads < 0:
+        raise BadInput("--threads must not be negative", hint="pass --threads 0 (one per core)")
 
 
-def _plan(path: Path, config: TritonConfig) -> _Plan:
+def _plans(path: Path, config: TritonConfig) -> list[_Plan]:
+    """The artifact's model, then with --ensemble its preprocessing, top-k and ensemble models."""
+    plan, sidecar = _plan(path, config)
+    if not config.ensemble:
+        return [plan]
+    return [plan, *_ensemble_plans(plan, path, sidecar, config)]
+
+
+def _plan(path: Path, config: TritonConfig) -> tuple[_Plan, Sidecar]:
     if not path.is_file():
         raise BadInput(f"artifact {path} does not exist", hint="export or build it first")
     target = target_for(path)
-    name = config.name if config.name is not None else _default_name(path)
+    python = config.backend == "python"
+    if python and target.name != "onnxruntime":
+        raise BadInput(
+            f"{path} is a {target.name} artifact; the Python backend model runs ONNX files through ONNX Runtime",
+            hint="pass the .onnx it was built from, or drop --backend python",
+        )
+    name = config.name if config.name is not None else _default_name(path) + ("_python" if python else "")
     _check_name(name, path, from_option=config.name is not None)
     sidecar = load_sidecar(path)  # typed and checked (plain companion names, batch range, tensors listed)
     sources = (path, *companions(path, sidecar))
@@ -184,8 +234,8 @@ def _plan(path: Path, config: TritonConfig) -> _Plan:
             hint=f"rebuild it with `deploy build MODEL --target {target.name}`",
         )
     _check_sidecar(path, sidecar, target, labels=config.labels)
-    device = _device(target, path, config.device)
-    serving = _serving_line(target)
+    device = "cpu" if python else _device(target, path, config.device)
+    serving = f"backend: {pbtxt_string('python')}" if python else _serving_line(target)
     max_batch = sidecar.batch.max if sidecar.batch.dynamic else 0
     preferred = preferred_batch_sizes(sidecar.batch.min, max_batch) if max_batch else ()
     labels = sidecar.labels if config.labels else None
@@ -201,21 +251,137 @@ def _plan(path: Path, config: TritonConfig) -> _Plan:
         instances=config.instances,
         device=device,
         labels=labels is not None,
+        parameters=(("intra_op_threads", str(config.intra_op_threads)),) if python else (),
     )
     listed = sidecar.target.companions if sidecar.target is not None else ()
-    return _Plan(
+    plan = _Plan(
         name=name,
-        artifact=path,
         sources=sources,
         digests=(sidecar.sha256, *(c.sha256 for c in listed)),
         filenames=target.triton.filenames,
-        platform=target.triton.platform or target.triton.backend or target.name,
+        platform="python" if python else target.triton.platform or target.triton.backend or target.name,
         serving=serving,
         max_batch_size=max_batch,
         preferred=preferred,
         config=text,
         labels=None if labels is None else "\n".join(labels) + "\n",
+        generated=((PYTHON_MODEL_FILE, python_model("onnxruntime_cpu")),) if python else (),
     )
+    return plan, sidecar
+
+
+def python_model(kind: Literal["onnxruntime_cpu", "preprocess", "topk"]) -> bytes:
+    """The model.py of one Python-backend model kind, as deploy ships it."""
+    return resources.files("deploy.serving.python_models").joinpath(f"{kind}.py").read_bytes()
+
+
+def _ensemble_plans(model: _Plan, path: Path, sidecar: Sidecar, config: TritonConfig) -> list[_Plan]:
+    """Preprocessing, top-k and the ensemble around one classifier: image bytes in, top-k labels out."""
+    if len(sidecar.inputs) != 1 or len(sidecar.outputs) != 1:
+        raise BadInput(
+            f"{path} has {len(sidecar.inputs)} inputs and {len(sidecar.outputs)} outputs; the ensemble serves "
+            "classifiers (one image input, one score output)",
+            hint="drop --ensemble",
+        )
+    if model.max_batch_size == 0:
+        raise BadInput(
+            f"{path} has a fixed batch size; the ensemble batches requests along a dynamic batch dimension",
+            hint=f"re-export it without --static: `deploy export {sidecar.model}`",
+        )
+    (image,), (scores,) = sidecar.inputs, sidecar.outputs
+    expected = (sidecar.preprocessing.channels, sidecar.preprocessing.crop_size, sidecar.preprocessing.crop_size)
+    if tuple(image.shape[1:]) != expected:
+        raise ArtifactError(
+            f"{path} takes {image.shape[1:]} but its preprocessing makes {expected}",
+            hint=f"re-export it with `deploy export {sidecar.model}`",
+        )
+    names = {kind: f"{model.name}_{kind}" for kind in ("preprocess", "topk", "ensemble")}
+    for derived in names.values():
+        _check_name(derived, path, from_option=config.name is not None)
+    k = min(config.top_k, _classes(scores))
+    image_bytes = TensorInfo(IMAGE_INPUT, ("batch", 1), "bytes")
+    outputs = tuple(TensorInfo(n, ("batch", k), dtype) for n, dtype in TOPK_OUTPUTS)
+    preprocess = _python_config(
+        names["preprocess"],
+        model,
+        config,
+        inputs=(image_bytes,),
+        outputs=(image,),
+        parameters=(("preprocessing", json.dumps(sidecar.preprocessing.to_dict(), sort_keys=True)),),
+    )
+    topk_parameters = (("top_k", str(k)),)
+    topk = _python_config(names["topk"], model, config, inputs=(scores,), outputs=outputs, parameters=topk_parameters)
+    steps = (
+        (names["preprocess"], {IMAGE_INPUT: IMAGE_INPUT}, {image.name: "preprocessed"}),
+        (model.name, {image.name: "preprocessed"}, {scores.name: "scores"}),
+        (names["topk"], {scores.name: "scores"}, {n: n for n, _ in TOPK_OUTPUTS}),
+    )
+    ensemble = ensemble_config_text(
+        name=names["ensemble"],
+        max_batch_size=model.max_batch_size,
+        inputs=(image_bytes,),
+        outputs=outputs,
+        steps=steps,
+    )
+    return [
+        _generated_plan(names["preprocess"], model, preprocess, python_model("preprocess")),
+        # "class N" from top-k where --no-labels left the labels out
+        _generated_plan(names["topk"], model, topk, python_model("topk"), labels=model.labels),
+        _generated_plan(names["ensemble"], model, ensemble, None),
+    ]
+
+
+def _python_config(
+    name: str,
+    model: _Plan,
+    config: TritonConfig,
+    *,
+    inputs: tuple[TensorInfo, ...],
+    outputs: tuple[TensorInfo, ...],
+    parameters: tuple[tuple[str, str], ...],
+) -> str:
+    """A Python-backend step of the ensemble: CPU instances, batching like the model it feeds or reads."""
+    return config_text(
+        name=name,
+        serving=f"backend: {pbtxt_string('python')}",
+        max_batch_size=model.max_batch_size,
+        inputs=inputs,
+        outputs=outputs,
+        dynamic=True,
+        preferred=model.preferred,
+        max_queue_delay_us=config.max_queue_delay_us,
+        instances=config.instances,
+        device="cpu",
+        labels=False,
+        parameters=parameters,
+    )
+
+
+def _generated_plan(name: str, model: _Plan, config: str, code: bytes | None, *, labels: str | None = None) -> _Plan:
+    """A model folder with no artifact: a Python-backend model (config and model.py), or with no code the ensemble
+    (config and an empty version folder, which Triton requires)."""
+    platform = "python" if code is not None else "ensemble"
+    serving = f"backend: {pbtxt_string(platform)}" if code is not None else f"platform: {pbtxt_string(platform)}"
+    return _Plan(
+        name=name,
+        sources=(),
+        digests=(),
+        filenames=(),
+        platform=platform,
+        serving=serving,
+        max_batch_size=model.max_batch_size,
+        preferred=model.preferred if code is not None else (),
+        config=config,
+        labels=labels,
+        generated=((PYTHON_MODEL_FILE, code),) if code is not None else (),
+    )
+
+
+def _classes(scores: TensorInfo) -> int:
+    width = 1
+    for dim in scores.shape[1:]:
+        width *= dim if isinstance(dim, int) and dim > 0 else 1
+    return width
 
 
 def _default_name(path: Path) -> str:
@@ -335,12 +501,13 @@ def _read(path: Path) -> bytes | None:
 
 
 def _holds(version_folder: Path, plan: _Plan) -> bool:
-    """Whether a version folder already holds exactly this artifact (a re-run, not a new build)."""
+    """Whether a version folder already holds exactly this artifact and these generated files (a re-run, not a new
+    build): then no version is added, however often `deploy triton` runs."""
     for source, filename, digest in zip(plan.sources, plan.filenames, plan.digests, strict=True):
         held = version_folder / filename
         if not held.is_file() or held.stat().st_size != source.stat().st_size or sha256_file(held) != digest:
             return False
-    return True
+    return all(_read(version_folder / filename) == data for filename, data in plan.generated)
 
 
 def _publish(repo: Path, changes: list[_Change]) -> None:
@@ -429,6 +596,9 @@ def _copy_version(plan: _Plan, version: Path) -> None:
                 f"{source} changed while it was copied into the repository (sha256 no longer matches its sidecar)",
                 hint="run deploy triton again once nothing is writing it",
             )
+    for filename, data in plan.generated:
+        with (version / filename).open("xb") as writer:
+            writer.write(data)
 
 
 def _assembly_parent(repo: Path) -> Path:
@@ -523,11 +693,14 @@ def config_text(
     instances: int,
     device: Device,
     labels: bool,
+    parameters: tuple[tuple[str, str], ...] = (),
 ) -> str:
     """config.pbtxt in protobuf text format (Triton's ModelConfig message)."""
     lines = [f"name: {pbtxt_string(name)}", serving, f"max_batch_size: {max_batch_size}"]
     lines += _tensors("input", inputs, dynamic, label=False)
     lines += _tensors("output", outputs, dynamic, label=labels)
+    for key, value in parameters:
+        lines.append(f"parameters {{ key: {pbtxt_string(key)} value {{ string_value: {pbtxt_string(value)} }} }}")
     if max_batch_size > 0:
         lines += [
             "dynamic_batching {",
@@ -568,3 +741,27 @@ def _tensors(section: str, tensors: tuple[TensorInfo, ...], dynamic: bool, *, la
         lines.append("  }," if index < len(tensors) - 1 else "  }")
     lines.append("]")
     return lines
+
+
+def ensemble_config_text(
+    *,
+    name: str,
+    max_batch_size: int,
+    inputs: tuple[TensorInfo, ...],
+    outputs: tuple[TensorInfo, ...],
+    steps: tuple[tuple[str, dict[str, str], dict[str, str]], ...],
+) -> str:
+    """config.pbtxt of an ensemble: each step is (model, its input ← ensemble tensor, its output → ensemble tensor)."""
+    lines = [f"name: {pbtxt_string(name)}", f"platform: {pbtxt_string('ensemble')}"]
+    lines.append(f"max_batch_size: {max_batch_size}")
+    lines += _tensors("input", inputs, True, label=False)
+    lines += _tensors("output", outputs, True, label=False)
+    lines += ["ensemble_scheduling {", "  step ["]
+    for index, (model, input_map, output_map) in enumerate(steps):
+        lines += ["    {", f"      model_name: {pbtxt_string(model)}", "      model_version: -1"]
+        for section, mapping in (("input_map", input_map), ("output_map", output_map)):
+            for key, value in mapping.items():
+                lines.append(f"      {section} {{ key: {pbtxt_string(key)} value: {pbtxt_string(value)} }}")
+        lines.append("    }," if index < len(steps) - 1 else "    }")
+    lines += ["  ]", "}"]
+    return "\n".join(lines) + "\n"

@@ -1,53 +1,43 @@
-"""A listing of the zoo for people and scripts: shapes, sizes, and which weights are usable offline."""
+"""The registry's side of `deploy list`: the rows deploy.listing keeps as data, computed from the registry.
+
+`deploy list` reads deploy.listing (no torch); this is what tests compare it with, and what prints its rows anew.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import urllib.parse
 
 import torchvision
 
-from deploy.errors import UnknownModel
+from deploy.listing import CatalogEntry, Listed, catalog
 from deploy.zoo.digits import RECIPES
 from deploy.zoo.registry import get_spec, list_models
-from deploy.zoo.weights import weights_cached
+
+__all__ = ["CatalogEntry", "catalog", "registry_listing"]
 
 
-@dataclass(frozen=True)
-class CatalogEntry:
-    name: str
-    family: str
-    source: str
-    input_shape: tuple[int, int, int]
-    num_params: int
-    default_weights: str
-    weights: tuple[str, ...]
-    cached_weights: tuple[str, ...]
-    slow: bool
-
-
-def catalog(pattern: str = "*") -> list[CatalogEntry]:
-    names = list_models(pattern)
-    if not names:
-        if not any(char in pattern for char in "*?["):
-            get_spec(pattern)  # raises UnknownModel with close-name suggestions
-        raise UnknownModel(f"no model matches {pattern!r}", hint="see `deploy list` for every name")
-    entries = []
-    for name in names:
+def registry_listing() -> tuple[Listed, ...]:
+    """Every registered architecture as deploy.listing.ZOO should list it."""
+    rows = []
+    for name in list_models("*"):
         spec = get_spec(name)
-        published: tuple[str, ...] = ()
+        published: tuple[tuple[str, str], ...] = ()
         if spec.weights_enum is not None:
-            published = tuple(member.name for member in torchvision.models.get_model_weights(name))
-        entries.append(
-            CatalogEntry(
+            published = tuple(
+                (member.name, os.path.basename(urllib.parse.urlparse(member.url).path))
+                for member in torchvision.models.get_model_weights(name)
+            )
+        rows.append(
+            Listed(
                 name=spec.name,
                 family=spec.family,
                 source=spec.source,
                 input_shape=spec.input_shape,
                 num_params=spec.num_params,
                 default_weights=spec.default_weights,
-                weights=(*published, *(("digits",) if spec.name in RECIPES else ()), "random"),
-                cached_weights=tuple(weights_cached(spec)),
-                slow=spec.slow,
+                published=published,
+                digits=RECIPES[spec.name].name if spec.name in RECIPES else None,
             )
         )
-    return entries
+    return tuple(rows)

@@ -11,10 +11,12 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 BINDINGS_WHEEL = "tensorrt_cu13_bindings-11.4.0.106-*.whl"
 STUBS_WHEEL = "tensorrt_stubs-10.13.0.35.1-*.whl"
@@ -22,9 +24,11 @@ STUBS_WHEEL = "tensorrt_stubs-10.13.0.35.1-*.whl"
 # Attributes in the TensorRT modules that belong to pycuda, NumPy, Python or our own sidecar/config objects.
 NOT_TENSORRT = frozenset(
     {
-        # pycuda.driver
+        # pycuda.driver (before deploy.cuda) and deploy.cuda's facade
         "init", "Device", "retain_primary_context", "push", "pop", "Stream", "pagelocked_empty", "mem_alloc",
         "memcpy_htod_async", "memcpy_dtoh_async", "synchronize", "handle", "free", "Event", "record", "time_till",
+        "open", "close", "pinned", "alloc", "array", "ptr", "copy_to_device", "copy_to_host", "stream", "event",
+        "elapsed_ms", "isdigit",
         # numpy / python / pathlib / logging / json
         "dtype", "size", "ravel", "reshape", "copy", "prod", "float32", "float16", "int8", "int32", "int64",
         "bool_", "uint8", "ascontiguousarray", "nbytes", "name", "split", "get", "is_file", "read_bytes",
@@ -250,3 +254,434 @@ def extract_stubs(stubs_wheel: Path, destination: Path) -> Path:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(repaired_stub_source(wheel.read(member).decode("utf-8")), encoding="utf-8")
     return destination
+
+
+# --- the real bindings, imported against an inert stand-in for libnvinfer ------------------------------------------
+
+REAL_BINDINGS = {"11.4": "tensorrt_cu13_bindings-11.4.0.106-*.whl", "10.16": "tensorrt_cu13_bindings-10.16.1.11-*.whl"}
+# The C symbols tensorrt.so imports from libnvinfer, libnvinfer_plugin and libnvonnxparser (nm -D --undefined-only;
+# the same nine in 10.16 and 11.4). A new one is found from the loader's "undefined symbol" error and added.
+STANDIN_SYMBOLS = (
+    "createInferBuilder_INTERNAL", "createInferRefitter_INTERNAL", "createInferRuntime_INTERNAL",
+    "createNvOnnxParserRefitter_INTERNAL", "createNvOnnxParser_INTERNAL", "getBuilderPluginRegistry",
+    "getNvOnnxParserVersion", "getPluginRegistry", "initLibNvInferPlugins",
+)  # fmt: skip
+STANDIN_LIBRARIES = ("libnvinfer", "libnvinfer_plugin", "libnvonnxparser")
+
+# Run in a fresh interpreter with the stand-in on LD_LIBRARY_PATH: import the real module, read (never call) every
+# class, member, enum value and docstring, print JSON.
+_DUMP = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import tensorrt as t
+api = {"classes": {}, "functions": {}}
+def describe(cls):
+    members = {}
+    for name in dir(cls):
+        if name.startswith("_") and name != "__init__":
+            continue
+        raw = None
+        for klass in cls.__mro__:
+            if name in vars(klass):
+                raw = vars(klass)[name]
+                break
+        if isinstance(raw, property):
+            members[name] = {"kind": "property", "doc": (raw.fget.__doc__ or "") if raw.fget else "",
+                             "writable": raw.fset is not None}
+        elif isinstance(raw, type):
+            members[name] = {"kind": "class", "name": raw.__name__}
+        elif isinstance(raw, cls) or (raw is not None and type(raw).__name__ == getattr(raw, "__class__", type).__name__
+                                       and hasattr(raw, "name") and hasattr(raw, "value")):
+            members[name] = {"kind": "value", "type": type(raw).__name__}
+        elif callable(raw) or type(raw).__name__ in ("instancemethod", "builtin_function_or_method", "staticmethod"):
+            fn = raw.__func__ if isinstance(raw, staticmethod) else raw
+            members[name] = {"kind": "method", "doc": getattr(fn, "__doc__", "") or "",
+                             "static": isinstance(raw, staticmethod)}
+        else:
+            members[name] = {"kind": "value", "type": type(raw).__name__}
+    enum = list(cls.__members__) if hasattr(cls, "__members__") else None
+    return {"bases": [k.__name__ for k in cls.__mro__], "members": members, "enum": enum}
+for name in dir(t):
+    obj = getattr(t, name)
+    if isinstance(obj, type):
+        api["classes"][name] = describe(obj)
+    elif callable(obj):
+        api["functions"][name] = getattr(obj, "__doc__", "") or ""
+json.dump(api, sys.stdout)
+"""
+
+
+def build_standin(folder: Path, majors: tuple[int, ...], symbols: tuple[str, ...] = STANDIN_SYMBOLS) -> Path:
+    """An inert shared library that defines `symbols` (each returns 0) under every name tensorrt.so links against.
+    It exists so the loader can resolve the bindings' imports; nothing in it is ever meant to run."""
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    source = folder / "standin.c"
+    source.write_text(
+        "/* Inert stand-in for libnvinfer: lets the loader resolve tensorrt.so's imports. Never called. */\n"
+        + "".join(f"void *{symbol}(void) {{ return 0; }}\n" for symbol in symbols)
+    )
+    library = folder / "libstandin.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True, capture_output=True)
+    for major in majors:
+        for name in STANDIN_LIBRARIES:
+            link = folder / f"{name}.so.{major}"
+            link.unlink(missing_ok=True)
+            link.symlink_to(library.name)
+    return library
+
+
+def load_real_api(wheel: Path, work: Path) -> dict[str, object]:
+    """The real bindings' API, read in a subprocess that imports `tensorrt.so` from `wheel` with the stand-in."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    package = work / "bindings"
+    with zipfile.ZipFile(wheel) as archive:
+        so = archive.read("tensorrt_bindings/tensorrt.so")
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "tensorrt.so").write_bytes(so)
+    majors = (10, 11)
+    symbols = STANDIN_SYMBOLS
+    for _ in range(20):  # each round names one more undefined symbol, if a new version imports one
+        build_standin(work / "standin", majors, symbols)
+        env = {**os.environ, "LD_LIBRARY_PATH": str(work / "standin")}
+        result = subprocess.run(
+            [sys.executable, "-c", _DUMP, str(package)], env=env, capture_output=True, text=True, timeout=120
+        )
+        if result.returncode == 0:
+            return dict(json.loads(result.stdout))
+        missing = re.search(r"undefined symbol: (\w+)", result.stderr)
+        if missing is None:
+            raise RuntimeError(f"the real bindings in {wheel.name} would not import: {result.stderr[-2000:]}")
+        symbols = (*symbols, missing.group(1))
+    raise RuntimeError("the stand-in never satisfied the bindings' imports")
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    required: bool
+    keyword: bool = True  # False: positional-only
+    positional: bool = True  # False: keyword-only
+    star: str = ""  # "*" for *args, "**" for **kwargs
+
+
+@dataclass(frozen=True)
+class Overload:
+    text: str
+    params: tuple[Param, ...]
+    returns: str
+
+    def accepts(self, positional: int, keywords: tuple[str, ...]) -> str | None:
+        """None if a call with `positional` arguments (self excluded) and `keywords` binds; else why not."""
+        params = list(self.params)
+        if params and params[0].name in ("self", "arg0") and not params[0].star:
+            params = params[1:]
+        varargs = any(p.star == "*" for p in params)
+        varkw = any(p.star == "**" for p in params)
+        slots = [p for p in params if p.positional and not p.star]
+        if positional > len(slots) and not varargs:
+            return f"takes at most {len(slots)} positional arguments, given {positional}"
+        bound = {p.name for p in slots[:positional]}
+        by_name = {p.name: p for p in params if not p.star}
+        for keyword in keywords:
+            param = by_name.get(keyword)
+            if param is None or not param.keyword:
+                if not varkw:
+                    return f"has no keyword {keyword!r}"
+            elif keyword in bound:
+                return f"gets {keyword!r} twice"
+            bound.add(keyword)
+        missing = [p.name for p in params if p.required and not p.star and p.name not in bound]
+        return f"misses {', '.join(missing)}" if missing else None
+
+
+def overloads(name: str, doc: str) -> list[Overload]:
+    """pybind11's signature lines (`name(a: T, b: T = x) -> R`, numbered when overloaded) from a docstring."""
+    found = []
+    for line in doc.splitlines():
+        match = re.match(rf"^\s*(?:\d+\.\s*)?{re.escape(name)}\((.*)\)\s*->\s*(.*)$", line)
+        if match:
+            found.append(Overload(line.strip(), _params(match.group(1)), match.group(2).strip()))
+    if not found and re.match(r"^\s*\(.*\)\s*->", doc or ""):  # a property getter's doc has no name
+        match = re.match(r"^\s*\((.*)\)\s*->\s*(.*)$", doc.splitlines()[0])
+        if match:
+            found.append(Overload(doc.splitlines()[0], _params(match.group(1)), match.group(2).strip()))
+    return found
+
+
+def _params(text: str) -> tuple[Param, ...]:
+    parts, depth, current = [], 0, ""
+    for char in text:
+        if char in "([{<":
+            depth += 1
+        elif char in ")]}>":
+            depth -= 1
+        if char == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += char
+    if current.strip():
+        parts.append(current.strip())
+    params: list[Param] = []
+    keyword_only = False
+    for part in parts:
+        if part == "/":
+            params = [dataclasses.replace(p, keyword=False) for p in params]
+            continue
+        if part == "*":
+            keyword_only = True
+            continue
+        star = "**" if part.startswith("**") else "*" if part.startswith("*") else ""
+        name = part.lstrip("*").split(":")[0].split("=")[0].strip()
+        unnamed = re.fullmatch(r"arg\d+", name) is not None  # pybind's unnamed arguments bind by position only
+        required = "=" not in part and not star
+        params.append(Param(name, required, keyword=not unnamed, positional=not keyword_only, star=star))
+        if star == "*":
+            keyword_only = True
+    return tuple(params)
+
+
+def returned_class(annotation: str) -> str | None:
+    """`tensorrt.X`, `tensorrt.X | None` or `Optional[tensorrt.X]` → X; anything else (lists, unions) → None."""
+    match = re.fullmatch(r"(?:typing\.)?(?:Optional\[)?tensorrt\.(\w+)\]?(?:\s*\|\s*None)?", annotation.strip())
+    return match.group(1) if match else None
+
+
+# --- every TensorRT use in our code against one real API ------------------------------------------------------------
+
+
+@dataclass
+class CallCheck:
+    """What checking our code against one real API found: problems, and the (class, member) pairs it could check
+    with a known receiver type (so a test can insist the important calls were really checked, not skipped)."""
+
+    version: str
+    problems: list[str] = field(default_factory=list)
+    resolved: set[tuple[str, str]] = field(default_factory=set)
+
+
+def _trt_class(node: ast.expr | None, classes: dict[str, object]) -> str | None:
+    """`trt.X`, `trt.X | None` as an annotation → X (if the API has it)."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _trt_class(node.left, classes) or _trt_class(node.right, classes)
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "trt":
+        return node.attr if node.attr in classes else None
+    return None
+
+
+def _guard(test: ast.expr) -> tuple[str, int] | None:
+    """`<x>.major == 10` style version guards: (operator, major)."""
+    ops = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
+    if (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Attribute)
+        and test.left.attr == "major"
+        and len(test.ops) == 1
+        and type(test.ops[0]) in ops
+        and isinstance(test.comparators[0], ast.Constant)
+        and isinstance(test.comparators[0].value, int)
+    ):
+        return ops[type(test.ops[0])], test.comparators[0].value
+    return None
+
+
+def _holds(guard: tuple[str, int], major: int) -> bool:
+    op, value = guard
+    return {
+        "==": major == value, "!=": major != value, "<": major < value,
+        "<=": major <= value, ">": major > value, ">=": major >= value,
+    }[op]  # fmt: skip
+
+
+class _Checker:
+    def __init__(self, api: dict[str, Any], version: str, check: CallCheck) -> None:
+        self.classes: dict[str, Any] = api["classes"]
+        self.functions: dict[str, str] = api["functions"]
+        self.major = int(version.split(".")[0])
+        self.check = check
+        self.all_members = {m for c in self.classes.values() for m in c["members"]} | {
+            e for c in self.classes.values() for e in (c["enum"] or [])
+        }
+        self.returns: dict[str, str] = {}  # our own functions that return a TensorRT object
+        self.file = ""
+
+    def member(self, cls: str, name: str) -> dict[str, Any] | None:
+        info = self.classes.get(cls)
+        if info is None:
+            return None
+        if name in info["members"]:
+            return dict(info["members"][name])
+        if info["enum"] and name in info["enum"]:
+            return {"kind": "value"}
+        return None
+
+    def problem(self, node: ast.AST, text: str) -> None:
+        self.check.problems.append(f"{self.file}:{getattr(node, 'lineno', 0)} {text} (TensorRT {self.check.version})")
+
+    def infer(self, node: ast.expr, env: dict[str, str], own: dict[str, str]) -> str | None:
+        if isinstance(node, ast.Name):
+            return env.get(node.id)
+        if isinstance(node, ast.Attribute):
+            if isinstance(node.value, ast.Name) and node.value.id == "self":
+                return own.get(node.attr)
+            receiver = self.infer(node.value, env, own)
+            found = self.member(receiver, node.attr) if receiver else None
+            if found and found["kind"] == "property":
+                signatures = overloads("", found["doc"])
+                return returned_class(signatures[0].returns) if signatures else None
+            return None
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "trt":
+                return func.attr if func.attr in self.classes else None
+            if isinstance(func, ast.Name):
+                return self.returns.get(func.id)
+            if isinstance(func, ast.Attribute):
+                receiver = self.infer(func.value, env, own)
+                found = self.member(receiver, func.attr) if receiver else None
+                if found and found["kind"] == "method":
+                    signatures = overloads(func.attr, found["doc"])
+                    return returned_class(signatures[0].returns) if signatures else None
+        return None
+
+    def call(self, node: ast.Call, cls: str, name: str, doc: str, *, label: str) -> None:
+        if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
+            return
+        signatures = overloads(name, doc)
+        if not signatures:
+            return
+        keywords = tuple(k.arg for k in node.keywords if k.arg is not None)
+        reasons = [s.accepts(len(node.args), keywords) for s in signatures]
+        if all(reasons):
+            shown = "; ".join(s.text for s in signatures)
+            self.problem(node, f"{label}: {reasons[0]} [{shown}]")
+
+    def visit_function(self, function: ast.FunctionDef, own: dict[str, str]) -> None:
+        env: dict[str, str] = {}
+        for arg in [*function.args.posonlyargs, *function.args.args, *function.args.kwonlyargs]:
+            cls = _trt_class(arg.annotation, self.classes)
+            if cls:
+                env[arg.arg] = cls
+        for _ in range(3):  # assignments in any order: a few rounds reach the fixed point for code this size
+            for node in ast.walk(function):
+                if isinstance(node, ast.Assign | ast.AnnAssign):
+                    value = node.value
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                    cls = self.infer(value, env, own) if value is not None else None
+                    if isinstance(node, ast.AnnAssign):
+                        cls = _trt_class(node.annotation, self.classes) or cls
+                    for target in targets:
+                        if cls and isinstance(target, ast.Name):
+                            env[target.id] = cls
+        for statement in function.body:
+            self.visit(statement, env, own)
+
+    def visit(self, node: ast.AST, env: dict[str, str], own: dict[str, str]) -> None:
+        if isinstance(node, ast.If) and (guard := _guard(node.test)) is not None:
+            for child in node.body if _holds(guard, self.major) else node.orelse:
+                self.visit(child, env, own)
+            return
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            return  # visited on their own
+        if isinstance(node, ast.Call):
+            self.visit_call(node, env, own)
+        if isinstance(node, ast.Attribute):
+            self.visit_attribute(node, env, own)
+        for child in ast.iter_child_nodes(node):
+            self.visit(child, env, own)
+
+    def visit_call(self, node: ast.Call, env: dict[str, str], own: dict[str, str]) -> None:
+        func = node.func
+        if not isinstance(func, ast.Attribute):
+            return
+        if isinstance(func.value, ast.Name) and func.value.id == "trt":
+            init = self.member(func.attr, "__init__")
+            if init is not None:
+                self.check.resolved.add((func.attr, "__init__"))
+                self.call(node, func.attr, "__init__", init.get("doc", ""), label=f"trt.{func.attr}(...)")
+            return
+        receiver = self.infer(func.value, env, own)
+        if receiver is None:
+            return
+        found = self.member(receiver, func.attr)
+        if found is not None and found["kind"] == "method":
+            self.check.resolved.add((receiver, func.attr))
+            self.call(node, receiver, func.attr, found["doc"], label=f"{receiver}.{func.attr}(...)")
+
+    def visit_attribute(self, node: ast.Attribute, env: dict[str, str], own: dict[str, str]) -> None:
+        chain = _chain(node)
+        if chain and chain[0] == "trt":
+            if len(chain) >= 2 and chain[1].startswith("__"):
+                return
+            if len(chain) == 2 and chain[1] not in self.classes and chain[1] not in self.functions:
+                self.problem(node, f"trt.{chain[1]}: not in the bindings")
+            if len(chain) == 3 and chain[1] in self.classes and self.member(chain[1], chain[2]) is None:
+                self.problem(node, f"trt.{chain[1]}.{chain[2]}: {chain[1]} has no {chain[2]}")
+            return
+        if isinstance(node.value, ast.Name) and node.value.id in ("self", "trt"):
+            return
+        receiver = self.infer(node.value, env, own)
+        if receiver is not None:
+            found = self.member(receiver, node.attr)
+            if found is None:
+                self.problem(node, f"{receiver}.{node.attr}: {receiver} has no {node.attr}")
+                return
+            self.check.resolved.add((receiver, node.attr))
+            if isinstance(node.ctx, ast.Store) and not (found["kind"] == "property" and found.get("writable")):
+                self.problem(node, f"{receiver}.{node.attr} = ...: not a writable property")
+        elif (
+            node.attr not in NOT_TENSORRT
+            and node.attr not in self.own_names
+            and not node.attr.startswith("__")
+            and node.attr not in self.all_members
+        ):
+            self.problem(node, f".{node.attr}: no TensorRT class has it (misspelled, or not TensorRT)")
+
+    own_names: ClassVar[set[str]] = set()
+
+
+def check_against_api(sources: dict[str, str], api: dict[str, Any], version: str) -> CallCheck:
+    """Every TensorRT use in `sources` ({file name: text}) against the real API of `version`: classes, enum members,
+    methods and constructors (arity, keyword names, per overload), property reads and writes (writable), with
+    version guards (`if about.major == 10:`) honoured. Receiver types come from `trt.X` annotations, constructors
+    and the bindings' own return annotations."""
+    check = CallCheck(version)
+    checker = _Checker(api, version, check)
+    trees = {name: ast.parse(text) for name, text in sources.items()}
+    for tree in trees.values():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef):
+                cls = _trt_class(node.returns, checker.classes)
+                if cls:
+                    checker.returns[node.name] = cls
+    for name, tree in trees.items():
+        checker.file = name
+        _Checker.own_names = _own_names(tree)
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef):
+                checker.visit_function(node, {})
+            elif isinstance(node, ast.ClassDef):
+                own: dict[str, str] = {}
+                for item in ast.walk(node):
+                    if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Attribute):
+                        cls = _trt_class(item.annotation, checker.classes)
+                        if cls:
+                            own[item.target.attr] = cls
+                    if isinstance(item, ast.FunctionDef) and any(
+                        isinstance(d, ast.Name) and d.id == "property" for d in item.decorator_list
+                    ):
+                        cls = _trt_class(item.returns, checker.classes)
+                        if cls:
+                            own[item.name] = cls
+                for item in node.body:
+                    if isinstance(item, ast.FunctionDef):
+                        checker.visit_function(item, own)
+            else:
+                checker.visit(node, {}, {})
+    return check

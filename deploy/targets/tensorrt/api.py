@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deploy.errors import MissingDependency
+from deploy.errors import ArtifactError, MissingDependency
 from deploy.lazy import require
 
 if TYPE_CHECKING:
@@ -59,20 +59,46 @@ def info() -> TensorRTInfo:
     return TensorRTInfo(version, major)
 
 
+# TensorRT DataType name → NumPy dtype name for host buffers. Keyed by name, not by `trt.DataType.X`, so a member
+# an older TensorRT lacks (E8M0 arrived in 10.x) never breaks the lookup of the others. BF16 and the FP8 formats come
+# from ml_dtypes (an ONNX dependency); None: no one-element-per-item host layout (INT4/FP4 pack two per byte).
+DTYPES: dict[str, str | None] = {
+    "FLOAT": "float32",
+    "HALF": "float16",
+    "BF16": "bfloat16",
+    "INT8": "int8",
+    "INT32": "int32",
+    "INT64": "int64",
+    "BOOL": "bool",
+    "UINT8": "uint8",
+    "FP8": "float8_e4m3fn",
+    "E8M0": "float8_e8m0fnu",
+    "INT4": None,
+    "FP4": None,
+}
+
+
 def numpy_dtype(dtype: trt.DataType) -> np.dtype:
-    """TensorRT DataType → NumPy dtype (tensorrt.nptype lives in the Python wrapper, not the bindings)."""
-    table = {
-        trt.DataType.FLOAT: np.float32,
-        trt.DataType.HALF: np.float16,
-        trt.DataType.INT8: np.int8,
-        trt.DataType.INT32: np.int32,
-        trt.DataType.INT64: np.int64,
-        trt.DataType.BOOL: np.bool_,
-        trt.DataType.UINT8: np.uint8,
-    }
-    if dtype not in table:
-        raise MissingDependency(f"TensorRT tensor type {dtype} has no NumPy equivalent for host buffers")
-    return np.dtype(table[dtype])
+    """TensorRT DataType → NumPy dtype (tensorrt.nptype lives in the Python wrapper, not the bindings).
+
+    A type deploy cannot hold in a host buffer is a property of the plan, so it raises ArtifactError."""
+    name = str(getattr(dtype, "name", dtype))
+    if name not in DTYPES:
+        raise ArtifactError(
+            f"the plan has an I/O tensor of TensorRT type {name}, which deploy does not know",
+            hint="rebuild the plan from a typed ONNX with float32/float16/int8 inputs and outputs: deploy build MODEL",
+        )
+    numpy_name = DTYPES[name]
+    if numpy_name is None:
+        raise ArtifactError(
+            f"the plan has an I/O tensor of TensorRT type {name} (sub-byte, packed): no host buffer layout for it",
+            hint="keep INT4/FP4 inside the network; its inputs and outputs should be float32 or float16",
+        )
+    if numpy_name in ("bfloat16", "float8_e4m3fn", "float8_e8m0fnu"):
+        import ml_dtypes
+
+        return np.dtype(getattr(ml_dtypes, numpy_name))
+    return np.dtype(numpy_name)
 
 
 def dims_tuple(dims: trt.Dims) -> tuple[int, ...]:
@@ -83,5 +109,13 @@ def dims(shape: tuple[int, ...]) -> trt.Dims:
     return trt.Dims(list(shape))
 
 
+_LOGGER: list[trt.Logger] = []  # one per process: TensorRT warns when builders and runtimes get different loggers
+
+
 def logger(*, verbose: bool = False) -> trt.Logger:
-    return trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
+    """The process's one TensorRT logger, its threshold set by the latest caller (builds and runs are sequential)."""
+    if not _LOGGER:
+        _LOGGER.append(trt.Logger(trt.Logger.WARNING))
+    shared: trt.Logger = _LOGGER[0]
+    shared.min_severity = trt.Logger.VERBOSE if verbose else trt.Logger.WARNING
+    return shared

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from deploy.errors import BadInput, DeployError, ExportFailed
+from deploy.errors import BadInput, DeployError, ExportFailed, first_line
 from deploy.files import Staging, sha256_file
 from deploy.sidecar import Sidecar, TargetInfo
 from deploy.targets.base import TargetOptions
@@ -56,7 +56,7 @@ class PlanResult:
 
     path: Path
     sidecar: Sidecar
-    layers: LayerPrecision
+    layers: LayerPrecision | None  # None: the engine inspector failed (the plan itself is fine)
     seconds: float
     warnings: tuple[str, ...]
 
@@ -138,8 +138,7 @@ def build_plan(onnx: Path, sidecar: Sidecar, config: PlanOptions, *, out: Path) 
     optimization = builder.create_optimization_profile()
     optimization.set_shape(name, dims((profile.min, *chw)), dims((profile.opt, *chw)), dims((profile.max, *chw)))
     builder_config.add_optimization_profile(optimization)
-    cache = _load_timing_cache(builder_config, config.timing_cache)
-    builder_config.set_timing_cache(cache, False)
+    _attach_timing_cache(builder_config, config.timing_cache)
 
     serialized = builder.build_serialized_network(network, builder_config)
     if serialized is None:
@@ -148,13 +147,22 @@ def build_plan(onnx: Path, sidecar: Sidecar, config: PlanOptions, *, out: Path) 
             hint="raise --workspace if the log mentions memory; rerun with --debug for TensorRT's log",
         )
     plan_bytes = bytes(serialized)
-    layers = _inspect(trt_logger, plan_bytes, {name: (profile.opt, *chw)}, version_compatible=config.version_compatible)
-    warnings = _precision_warnings(sidecar, layers)
-    out.write_bytes(plan_bytes)
-    if config.timing_cache is not None:  # shared by every build: replaced whole, never torn
-        with Staging() as staging:
-            staging.path_for(config.timing_cache).write_bytes(bytes(builder_config.get_timing_cache().serialize()))
-            staging.commit()
+    out.write_bytes(plan_bytes)  # first: nothing after the build (inspector, timing cache) may lose the plan
+    warnings: list[str] = []
+    try:
+        shapes = {name: (profile.opt, *chw)}
+        layers: LayerPrecision | None = _inspect(
+            trt_logger, plan_bytes, shapes, version_compatible=config.version_compatible
+        )
+    except Exception as exc:  # the plan is good; only the layer-precision report is lost
+        layers = None
+        warnings.append(f"{out.name}: the engine inspector failed ({first_line(exc)}); layer precisions unknown")
+    if layers is not None:
+        warnings.extend(_precision_warnings(sidecar, layers))
+    if config.timing_cache is not None:
+        warning = _save_timing_cache(builder_config, config.timing_cache)
+        if warning:
+            warnings.append(warning)
     seconds = time.perf_counter() - started
     plan_sidecar = dataclasses.replace(
         sidecar,
@@ -181,13 +189,13 @@ def build_plan(onnx: Path, sidecar: Sidecar, config: PlanOptions, *, out: Path) 
                 "builder_optimization_level": config.builder_optimization_level,
                 "version_compatible": config.version_compatible,
                 "hardware_compatibility": config.hardware_compatibility,
-                "layer_precision": dataclasses.asdict(layers),
+                "layer_precision": None if layers is None else dataclasses.asdict(layers),
             },
         ),
     )
     for warning in warnings:
         log.warning(warning)
-    return PlanResult(out, plan_sidecar, layers, seconds, warnings)
+    return PlanResult(out, plan_sidecar, layers, seconds, tuple(warnings))
 
 
 def _network_flags(about: TensorRTInfo) -> int:
@@ -203,15 +211,46 @@ def _hardware_level(level: HardwareCompatibility) -> trt.HardwareCompatibilityLe
     }[level]
 
 
-def _load_timing_cache(builder_config: trt.IBuilderConfig, path: Path | None) -> trt.ITimingCache:
-    data = b""
+def _attach_timing_cache(builder_config: trt.IBuilderConfig, path: Path | None) -> None:
+    """Attach the timing cache at `path` (empty when absent). One that cannot be read (damaged, another TensorRT
+    version) or that the builder refuses (set_timing_cache returns False: another GPU) is replaced by an empty one:
+    a cache only saves build time, so it never fails a build."""
     if path is not None and path.is_file():
-        data = path.read_bytes()
-    cache = builder_config.create_timing_cache(data)
-    if cache is None and data:  # unreadable (another TensorRT version, damaged): start an empty one
+        cache = _read_timing_cache(builder_config, path)
+        if cache is not None and builder_config.set_timing_cache(cache, False):
+            return
+        if cache is not None:
+            log.warning("TensorRT refused the timing cache %s (another GPU or version); starting a new one", path)
+    fresh = builder_config.create_timing_cache(b"")
+    if fresh is None or not builder_config.set_timing_cache(fresh, False):
+        log.warning("TensorRT would not take an empty timing cache; building without one")
+
+
+def _read_timing_cache(builder_config: trt.IBuilderConfig, path: Path) -> trt.ITimingCache | None:
+    try:
+        cache = builder_config.create_timing_cache(path.read_bytes())
+    except Exception as exc:  # pybind raises on a corrupt buffer (some versions return None instead)
+        log.warning("TensorRT could not read the timing cache %s (%s); starting a new one", path, first_line(exc))
+        return None
+    if cache is None:
         log.warning("TensorRT could not read the timing cache %s; starting a new one", path)
-        cache = builder_config.create_timing_cache(b"")
     return cache
+
+
+def _save_timing_cache(builder_config: trt.IBuilderConfig, path: Path) -> str | None:
+    """Write the updated timing cache (shared by every build: replaced whole, never torn). A failure costs the
+    next build time, never this plan: it comes back as a warning."""
+    try:
+        cache = builder_config.get_timing_cache()
+        if cache is None:
+            return f"no timing cache to save to {path} (TensorRT returned none); the next build starts without one"
+        data = bytes(cache.serialize())
+        with Staging() as staging:
+            staging.path_for(path).write_bytes(data)
+            staging.commit()
+    except Exception as exc:
+        return f"the timing cache could not be saved to {path} ({first_line(exc)}); the plan is unaffected"
+    return None
 
 
 def _inspect(

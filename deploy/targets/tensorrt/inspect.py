@@ -2,7 +2,12 @@
 
 The engine inspector's DETAILED JSON lists every layer with the formats of its inputs and outputs. A layer counts as
 INT8 when it reads an Int8 tensor, FP16 when it reads Half/BF16/FP8 (and no Int8), FP32 otherwise; layers with no
-tensor inputs of their own (constants) and formats reported as N/A are not counted.
+tensor inputs of their own (constants), formats reported as N/A, and data-movement layers (Reformat, standalone
+Quantize/Dequantize: they convert between precisions and compute nothing) are not counted.
+
+TensorRT 10 writes one "Format/Datatype" string per tensor. NVIDIA documents one change to this JSON for 11.x (the
+top-level "Bindings" list became "I/O Tensors"), so the tensor's fields are not assumed: every string field of an
+input tensor but its name is read, which keeps the count right whatever a later version calls them.
 """
 
 from __future__ import annotations
@@ -41,13 +46,24 @@ def layer_precision(engine_information: str) -> LayerPrecision:
     return LayerPrecision(counts["int8"], counts["fp16"], counts["fp32"], counts["other"])
 
 
+# LayerType values of layers that only move or convert data. Counting them made small INT8 models (a few convs
+# between FP32 reformats at the network's edges) look "mostly FP32".
+DATA_MOVEMENT = frozenset({"Reformat", "Quantize", "Dequantize", "NoOp"})
+_NOT_FORMATS = frozenset({"Name", "Location", "Dimensions"})
+
+
 def _classify(layer: Any) -> str:
     if not isinstance(layer, dict):  # LAYER_NAMES_ONLY verbosity gives bare names: nothing to classify
         return "other"
-    # TensorRT 10 writes one "Format/Datatype" field per tensor; 11 splits it into "Format" and "DataType".
-    fields = ("Format/Datatype", "DataType", "Datatype", "Format")
+    kind = str(layer.get("LayerType", ""))
+    if kind in DATA_MOVEMENT or str(layer.get("Name", "")).startswith("Reformatting CopyNode"):
+        return "other"
     formats = " ".join(
-        str(tensor.get(key, "")) for tensor in layer.get("Inputs", []) if isinstance(tensor, dict) for key in fields
+        str(value)
+        for tensor in layer.get("Inputs", [])
+        if isinstance(tensor, dict)
+        for key, value in tensor.items()
+        if key not in _NOT_FORMATS and isinstance(value, str)
     )
     lowered = formats.lower()
     if not lowered.strip() or "n/a" in lowered:

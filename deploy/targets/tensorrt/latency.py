@@ -1,23 +1,25 @@
-"""trtexec-style latency for the TensorRT runner: CUDA events around H2D, compute and D2H, host end-to-end."""
+"""trtexec-style latency for the TensorRT runner: CUDA events (through deploy.cuda, either binding) around H2D,
+compute and D2H, host end-to-end."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from deploy.backends.timing import BenchConfig, GpuStages, batch_of, latency_stats, warm_up
+from deploy.cuda import Cuda, Event, Stream
 
 
 class StagedRunner(Protocol):
     """The TensorRT runner's stages, each timed between CUDA events (runtime.TrtRunner implements it)."""
 
     @property
-    def cuda(self) -> Any: ...
+    def cuda(self) -> Cuda: ...
     @property
-    def stream(self) -> Any: ...
+    def stream(self) -> Stream: ...
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
     def stage_inputs(self, feed: Mapping[str, np.ndarray]) -> None: ...
     def copy_in(self) -> None: ...
@@ -31,8 +33,21 @@ def measure_trt(
     runner: StagedRunner, feeds: Sequence[Mapping[str, np.ndarray]], config: BenchConfig, *, copies: bool = True
 ) -> GpuStages:
     """`copies=False` is trtexec's --noDataTransfers: inputs stay on the device, only compute is timed."""
-    cuda = runner.cuda
-    events = [cuda.Event() for _ in range(4)]
+    events = [runner.cuda.event() for _ in range(4)]
+    try:
+        return _measure(runner, feeds, config, copies, events)
+    finally:
+        for event in events:
+            event.close()
+
+
+def _measure(
+    runner: StagedRunner,
+    feeds: Sequence[Mapping[str, np.ndarray]],
+    config: BenchConfig,
+    copies: bool,
+    events: list[Event],
+) -> GpuStages:
     batch = batch_of(feeds)
     index = warm_up(runner, feeds, config.warmup_s)
     e2e: list[float] = []
@@ -57,9 +72,9 @@ def measure_trt(
         if copies:
             runner.collect()
         e2e.append((time.perf_counter_ns() - begin) / 1e6)
-        h2d.append(events[0].time_till(events[1]))
-        compute.append(events[1].time_till(events[2]))
-        d2h.append(events[2].time_till(events[3]))
+        h2d.append(events[0].elapsed_ms(events[1]))
+        compute.append(events[1].elapsed_ms(events[2]))
+        d2h.append(events[2].elapsed_ms(events[3]))
         index += 1
     threads = config.threads
     return GpuStages(

@@ -1,4 +1,5 @@
-"""The TensorRT target: typed ONNX (INT8 as ModelOpt's symmetric S8 Q/DQ) → .plan, run through pycuda on a GPU."""
+"""The TensorRT target: typed ONNX (INT8 as ModelOpt's symmetric S8 Q/DQ) → .plan, run on a GPU through the CUDA
+facade (pycuda or cuda-python)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,10 @@ class TensorRT(Target):
         from deploy.targets.tensorrt.gpu import gpu_info
 
         if importlib.util.find_spec("tensorrt") is None:
-            return False, 'TensorRT is not installed (pip install -e ".[tensorrt]" on a GPU machine)'
+            return (
+                False,
+                f'TensorRT is not installed (on a GPU machine: {TENSORRT_INSTALL}, or pip install -e ".[tensorrt]")',
+            )
         try:
             about = info()
         except MissingDependency as exc:
@@ -50,11 +54,19 @@ class TensorRT(Target):
         out = request.work_dir / self.artifact_name(request.onnx)
         plan = build_plan(request.onnx, request.sidecar, options, out=out)
         layers = plan.layers
-        summary = f"layers INT8 {layers.int8} / FP16 {layers.fp16} / FP32 {layers.fp32}"
+        summary = (
+            "layer precisions unknown (engine inspector failed)"
+            if layers is None
+            else f"layers INT8 {layers.int8} / FP16 {layers.fp16} / FP32 {layers.fp32}"
+        )
         return Compiled(plan.path, plan.sidecar, plan.seconds, summary, plan.warnings)
 
     def probe(self) -> tuple[Check, ...]:
-        return (_gpu(), _tensorrt(), _pycuda())
+        return (_gpu(), _tensorrt(), *_cuda_bindings())
+
+
+# What each missing piece disables, with the exact line that installs it.
+TENSORRT_INSTALL = "pip install --extra-index-url https://pypi.nvidia.com tensorrt-cu13"
 
 
 def _gpu() -> Check:
@@ -71,22 +83,34 @@ def _tensorrt() -> Check:
     from deploy.targets.tensorrt.api import info
 
     disabled = "building .plan engines (typed ONNX still build), TensorRT parity and latency"
+    if importlib.util.find_spec("tensorrt") is None:
+        return Check("TensorRT", False, None, f"not installed: {TENSORRT_INSTALL}", disabled)
     try:
         about = info()
     except DeployError as exc:
-        return Check("TensorRT", False, None, exc.message, disabled)
+        return Check("TensorRT", False, None, f"{exc.message}: {TENSORRT_INSTALL}", disabled)
     return Check("TensorRT", True, about.version, about.api_path, "")
 
 
-def _pycuda() -> Check:
-    disabled = "running .plan engines (deploy infer/verify on plans, GPU latency)"
-    if importlib.util.find_spec("pycuda") is None:
-        return Check("pycuda", False, None, 'not installed (pip install -e ".[tensorrt]")', disabled)
-    try:
-        import pycuda.driver as cuda
+def _cuda_bindings() -> tuple[Check, ...]:
+    """One row per CUDA binding, then which one the TensorRT runner uses (the first importable: pycuda preferred)."""
+    from deploy.cuda import binding_status
 
-        cuda.init()
-        count = cuda.Device.count()
-    except Exception as exc:  # pycuda raises its own error types when the driver is missing
-        return Check("pycuda", False, installed_version("pycuda"), f"installed but unusable: {exc}", disabled)
-    return Check("pycuda", count > 0, installed_version("pycuda"), f"{count} CUDA device(s)", "" if count else disabled)
+    rows = binding_status()
+    in_use = next((row.name for row in rows if row.importable), None)
+    checks = []
+    for row in rows:
+        if row.importable:
+            detail = (
+                "importable: the TensorRT runner uses this one"
+                if row.name == in_use
+                else f"importable; {in_use} is preferred"
+            )
+            checks.append(Check(row.name, True, installed_version(_DISTRIBUTIONS[row.name]), detail, ""))
+        else:
+            other = "the other CUDA binding runs plans" if in_use else "running .plan engines, GPU stage timings"
+            checks.append(Check(row.name, False, None, f"{row.detail}: {row.install}", other))
+    return tuple(checks)
+
+
+_DISTRIBUTIONS = {"pycuda": "pycuda", "cuda-python": "cuda-bindings"}
