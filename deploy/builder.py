@@ -171,6 +171,15 @@ def _check(config: BuildConfig) -> tuple[Target, ...]:
                     "entropy and max)",
                     hint="build --target onnxruntime or openvino, or choose --calib-method entropy or max",
                 )
+    if config.max_drop is not None:
+        cpu = [t.name for t in targets if t.int8_recipe == "cpu"]
+        if cpu or "int8" not in config.precisions or not 0 <= config.max_drop <= 100:
+            raise BadInput(
+                f"--max-drop {config.max_drop:g} needs --int8, a budget between 0 and 100 points and the "
+                f"TensorRT-style INT8 only{f' (--target {cpu[0]} builds the CPU INT8)' if cpu else ''}",
+                hint="pass --int8 --target tensorrt with --max-drop; build the CPU INT8 in a separate "
+                "`deploy build MODEL --int8 --target onnxruntime`",
+            )
     if {"fp16", "int8"} & set(config.precisions):  # before a model is exported or a folder created
         check_calibration(config.calibration)
     if config.weights is not None or config.custom != Customization():

@@ -19,7 +19,10 @@ ENVELOPE_SCHEMA = "deploy.output/1"
 # Distributions whose versions every envelope states (None where one is not installed): what a number or a
 # verdict in the payload depends on. One onnxruntime distribution is installed, named either way.
 VERSIONED = ("deploy", "torch", "torchvision", "onnx", "onnxruntime", "tensorrt", "openvino", "nvidia-modelopt")
-_DISTRIBUTIONS = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu")}
+_DISTRIBUTIONS = {
+    "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
+    "tensorrt": ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu13-bindings"),
+}
 
 
 def to_data(value: Any) -> Any:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import abc
 import ctypes
 import importlib.util
+import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 from deploy.errors import DeployError, MissingDependency, first_line
+
+log = logging.getLogger(__name__)
 
 Binding = Literal["pycuda", "cuda-python"]
 BINDINGS: tuple[Binding, ...] = ("pycuda", "cuda-python")
@@ -159,9 +162,13 @@ def cuda_api(prefer: Binding | None = None) -> Cuda:
         except ImportError as exc:
             reasons.append(f"{name}: {first_line(exc)}")
             continue
-        return _PyCuda(module) if name == "pycuda" else _CudaPython(module)
+        try:
+            return _PyCuda(module) if name == "pycuda" else _CudaPython(module)
+        except Exception as exc:  # pycuda's init raises its own RuntimeError/LogicError (no device, old driver)
+            reasons.append(f"{name}: imported but could not initialise CUDA: {first_line(exc)}")
+            log.info("CUDA binding %s failed to initialise: %s", name, exc)
     raise MissingDependency(
-        "running TensorRT plans needs a CUDA binding, and none is importable (" + "; ".join(reasons) + ")",
+        "running TensorRT plans needs a CUDA binding, and none is usable (" + "; ".join(reasons) + ")",
         hint=f"install cuda-python: {CUDA_PYTHON_INSTALL}; or pycuda: {PYCUDA_INSTALL}",
     )
 

@@ -173,8 +173,8 @@ class _Stats:
 
     @property
     def relative_error(self) -> float:
-        if self.squared_reference == 0.0:
-            return 0.0 if self.squared_error == 0.0 else math.inf
+        if self.squared_reference == 0.0:  # an all-zero reference: any difference is all error (1.0, JSON-safe)
+            return 0.0 if self.squared_error == 0.0 else 1.0
         return math.sqrt(self.squared_error / self.squared_reference)
 
 

@@ -44,7 +44,7 @@ from tests.support.trt_contract import (
 
 ROOT = Path(__file__).resolve().parent.parent
 WHEELS = Path(os.environ.get("DEPLOY_TRT_CONTRACT", ROOT / ".cache" / "trt-contract"))
-# The modules that drive TensorRT objects (gpu.py speaks NVML, latency.py only our runner and pycuda events).
+# The modules that drive TensorRT objects (gpu.py speaks NVML, latency.py only our runner and the CUDA facade).
 TRT_MODULES = [ROOT / "deploy" / "targets" / "tensorrt" / name for name in ("api.py", "build.py", "runtime.py")]
 
 bindings = find_wheel(WHEELS, BINDINGS_WHEEL)

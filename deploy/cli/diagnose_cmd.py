@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
 from deploy.cli.output import print_json, stdout
 from deploy.cli.tables import Column, print_table
@@ -63,9 +64,9 @@ def diagnose(
 def _row(node: NodeError) -> list[str]:
     return [
         str(node.position),
-        node.node,
-        node.op,
-        node.module or "",
+        escape(node.node),
+        escape(node.op),
+        escape(node.module or ""),
         "yes" if node.reduced else "",
         f"{node.cosine:.5f} / {node.min_cosine:.5f}",
         f"{node.relative_error:.4f}",
@@ -74,10 +75,12 @@ def _row(node: NodeError) -> list[str]:
 
 
 def _summary(found: Diagnosis) -> str:
+    from deploy.diagnose import JUMP_FLOOR
+
     lines = []
     jump = found.first_jump
     if jump is None:
-        lines.append("first jump: none — no node adds 2% relative error or more")
+        lines.append(f"first jump: none — no node adds {JUMP_FLOOR:.0%} relative error or more")
     else:
         lines.append(
             f"first jump: {jump.node} ({jump.op}, module {jump.module or '?'}) adds {jump.added_error:.4f} "

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -182,12 +181,7 @@ def _int8(
     )
     budget: dict[str, Any] = {}
     if config.max_drop is not None:
-
-        def trt_graph(other: Method) -> onnx.ModelProto:
-            job = _int8_source(source, sidecar, calib, config)
-            return quantize_int8(job, method=other, high_precision=config.high_precision).model  # type: ignore[arg-type]
-
-        chosen, budget = _within_budget(source, sidecar, config, method, result.model, trt_graph, ("entropy", "max"))
+        chosen, budget = _within_budget(source, sidecar, config, method, result.model)
         onnx.save_model(chosen, tmp)
     else:
         onnx.save_model(result.model, tmp)
@@ -218,10 +212,9 @@ def _within_budget(
     config: RecipeConfig,
     method: Method,
     full: onnx.ModelProto,
-    quantize: Callable[[Method], onnx.ModelProto],
-    methods: tuple[Method, ...],
 ) -> tuple[onnx.ModelProto, dict[str, Any]]:
-    """The requested method's graph searched first; the other calibration methods only when it misses the budget."""
+    """The requested calibration method's graph searched (only that one: the artifact's label names its method; to
+    compare, build again with the other --calib-method)."""
     from deploy.harness.heldout import held_out_set
     from deploy.precision.budget import BudgetNotMet, search_budget
 
@@ -230,26 +223,17 @@ def _within_budget(
     held = held_out_set(sidecar, images=config.budget_images, count=None)
     fp32 = onnx.load(source)
 
-    def search(candidates: Mapping[str, onnx.ModelProto]) -> BudgetResult:
-        return search_budget(
-            candidates,
-            fp32,
-            images=held.arrays,
-            labels=held.labels,
-            input_name=sidecar.inputs[0].name,
-            max_drop=max_drop,
-        )
-
-    result = search({method: full})
-    if not result.within_budget:
-        result = search({method: full, **{m: quantize(m) for m in methods if m != method}})
-    record = budget_record(result, held.source)
+    result = search_budget(
+        {method: full},
+        fp32,
+        images=held.arrays,
+        labels=held.labels,
+        input_name=sidecar.inputs[0].name,
+        max_drop=max_drop,
+    )
     if not result.within_budget:
         raise BudgetNotMet(sidecar.model, result)
-    details: dict[str, Any] = {"budget": record}
-    if result.method != method:
-        details["method"] = result.method
-        details["budget"]["note"] = f"{result.method} calibration met the budget with fewer exclusions than {method}"
+    details: dict[str, Any] = {"budget": budget_record(result, held.source)}
     return result.model, details
 
 

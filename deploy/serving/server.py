@@ -248,6 +248,23 @@ def _validate(config: ServeConfig) -> None:
         )
     if not config.host or config.ready_timeout_s <= 0:
         raise BadInput("--host must not be empty and --timeout must be positive", hint="pass --host 127.0.0.1")
+    taken = [port for port in ports if not _port_free(config.host, port)]
+    if taken:  # another server there would answer our readiness probe and pass for ours
+        raise BadInput(
+            f"port{'s' if len(taken) > 1 else ''} {', '.join(map(str, taken))} on {config.host} already in use",
+            hint="stop what listens there, or pass other ports: --http-port 8100 --grpc-port 8101",
+        )
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def server_command(install: ServerInstall, config: ServeConfig, *, shm_prefix: str) -> list[str]:
@@ -275,12 +292,21 @@ def server_command(install: ServerInstall, config: ServeConfig, *, shm_prefix: s
     return command
 
 
-def _die_with_parent() -> None:
-    """In the child before exec (Linux): SIGTERM when the process that started the server dies, even by SIGKILL."""
-    with contextlib.suppress(Exception):
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """For the child before exec (Linux): SIGTERM when the thread that started the server ends (PR_SET_PDEATHSIG
+    follows the forking thread, not the process). libc is loaded here in the parent: importing or loading a library
+    between fork and exec can deadlock on a lock another thread held at fork time."""
+    try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def hook() -> None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return hook
 
 
 class TritonServer:
@@ -344,7 +370,7 @@ def start_server(config: ServeConfig, *, progress: Callable[[str], None] | None 
             stdout=sink,
             stderr=subprocess.STDOUT,
             env=_environment(install, python),
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            preexec_fn=_die_with_parent_hook() if sys.platform.startswith("linux") else None,
         )
     endpoints = _endpoints(config)
     server = TritonServer(
