@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
-from onnx import helper
 
-from deploy.errors import BadInput, ExportFailed, first_line
+from deploy.errors import BadInput
 from deploy.harness.heldout import held_out_set
+from deploy.precision.exposed import batches, exposing_session
 from deploy.precision.fp16_scan import Fp16Scan, scan_fp16_ranges
 from deploy.sidecar import Sidecar, load_sidecar
 
@@ -232,40 +231,6 @@ def _compared_tensors(fp32: onnx.ModelProto, typed: onnx.ModelProto) -> list[str
     ]
 
 
-def _exposing(model: onnx.ModelProto, names: list[str]) -> ort.InferenceSession:
-    types = _float_types(model)
-    exposed = onnx.ModelProto()
-    exposed.CopyFrom(model)
-    existing = {o.name for o in exposed.graph.output}
-    exposed.graph.output.extend(
-        helper.make_tensor_value_info(name, types.get(name, onnx.TensorProto.FLOAT), None)
-        for name in names
-        if name not in existing
-    )
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    try:
-        return ort.InferenceSession(exposed.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own untyped exception classes
-        raise ExportFailed(
-            f"ONNX Runtime cannot run the graph with its intermediate tensors exposed: {first_line(exc)}",
-            hint="rerun with --debug",
-        ) from exc
-
-
-def _batches(session: ort.InferenceSession, images: np.ndarray) -> Iterable[tuple[np.ndarray, int]]:
-    """(feed, rows that are real) in the model's batch: a static batch is padded with the last image."""
-    dim = session.get_inputs()[0].shape[0]
-    batch = int(dim) if isinstance(dim, int) else DIAGNOSE_BATCH
-    for start in range(0, len(images), batch):
-        chunk = images[start : start + batch]
-        real = len(chunk)
-        if isinstance(dim, int) and real < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
-        yield chunk, real
-
-
 def _compare(
     fp32: onnx.ModelProto,
     typed: onnx.ModelProto,
@@ -274,11 +239,12 @@ def _compare(
     images: np.ndarray,
     progress: Callable[[int, int], None] | None,
 ) -> dict[str, _Stats]:
-    reference = _exposing(fp32, names)
-    candidate = _exposing(typed, names)
+    failure = "ONNX Runtime cannot run the graph with its intermediate tensors exposed"
+    reference = exposing_session(fp32, names, failure=failure)
+    candidate = exposing_session(typed, names, failure=failure)
     stats = {name: _Stats() for name in names}
     done = 0
-    for feed, real in _batches(candidate, images):
+    for feed, real in batches(candidate, images, batch=DIAGNOSE_BATCH):
         ours = candidate.run(names, {input_name: feed})
         theirs = reference.run(names, {input_name: feed})
         for name, got, want in zip(names, ours, theirs, strict=True):

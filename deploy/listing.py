@@ -279,5 +279,6 @@ def torch_hub_dir() -> Path:
 
 
 def deploy_cache_dir() -> Path:
-    """Where deploy keeps weights it made itself (deploy.zoo.digits.cache_dir): $DEPLOY_CACHE, else ~/.cache/deploy."""
+    """Where deploy keeps weights it made itself: $DEPLOY_CACHE, else ~/.cache/deploy (deploy.zoo.digits writes
+    there; here so that `deploy list` finds them without importing torch)."""
     return Path(os.environ.get("DEPLOY_CACHE", Path.home() / ".cache" / "deploy"))

@@ -45,12 +45,10 @@ def triton(
 ) -> None:
     """Write config.pbtxt and versioned model files Triton reads (ONNX Runtime, TensorRT, OpenVINO or Python)."""
     from deploy.errors import BadInput
-    from deploy.serving.triton import BACKENDS, TritonConfig, write_repository
+    from deploy.serving.triton import TritonConfig, write_repository
 
     if device not in (None, "gpu", "cpu"):
         raise BadInput(f"--device {device!r} is unknown", hint="choose gpu or cpu")
-    if backend not in BACKENDS:
-        raise BadInput(f"--backend {backend!r} is unknown", hint="pass --backend native or --backend python")
     paths = tuple(_artifact_path(item, export_dir) for item in artifacts)
     config = TritonConfig(
         artifacts=paths,

@@ -21,10 +21,10 @@ from typing import Literal
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 from deploy.environment import usable_cores
 from deploy.errors import ParityError
+from deploy.precision.exposed import batches, plain_session
 from deploy.precision.typing_info import quantized_nodes
 from deploy.targets.onnxruntime.runner import OrtRunner
 
@@ -144,24 +144,13 @@ class _Evaluator:
         self.truth = labels if labels is not None else self.fp32_logits.argmax(axis=1)
 
     def logits(self, model: onnx.ModelProto, images: np.ndarray) -> np.ndarray:
-        """Graph optimisations off: Q/DQ as its float definition, the same numbers on every CPU (ORT's fused
-        integer kernels differ between AVX2 and VNNI machines), which is also what a strongly typed TensorRT
-        build computes."""
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        options.intra_op_num_threads = usable_cores()
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        """Scored on a plain session (deploy.precision.exposed): the same numbers on every CPU."""
+        session = plain_session(model, failure="ONNX Runtime cannot run an INT8 candidate", threads=usable_cores())
         name = session.get_outputs()[0].name
-        static = session.get_inputs()[0].shape[0]
-        batch = static if isinstance(static, int) and static > 0 else EVAL_BATCH
-        chunks = []
-        for start in range(0, len(images), batch):
-            chunk = images[start : start + batch]
-            real = len(chunk)
-            if real < batch and isinstance(static, int) and static > 0:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
-            chunks.append(session.run([name], {self.input_name: chunk})[0][:real])
+        chunks = [
+            session.run([name], {self.input_name: chunk})[0][:real]
+            for chunk, real in batches(session, images, batch=EVAL_BATCH)
+        ]
         return np.concatenate(chunks).astype(np.float64)
 
     def score(self, model: onnx.ModelProto) -> float:

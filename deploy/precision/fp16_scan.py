@@ -12,10 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
-from onnx import helper
 
-from deploy.errors import ExportFailed, first_line
+from deploy.precision.exposed import batches, exposing_session
 
 FP16_MAX = float(np.finfo(np.float16).max)
 # A tensor whose calibration maximum is within this factor of the limit may overflow on inputs a little outside the
@@ -71,29 +69,14 @@ def scan_fp16_ranges(source: Path, fp16_model: onnx.ModelProto, *, input_name: s
     names = sorted(producers)
     if not names:  # nothing stored in FP16 that the source also has (ORT would run every output for an empty list)
         return Fp16Scan(images=len(images), fp16_tensors=0, overflow=(), near_limit=(), largest=())
-    exposed = onnx.ModelProto()
-    exposed.CopyFrom(model)
-    existing = {o.name for o in exposed.graph.output}
-    exposed.graph.output.extend(
-        helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in names if name not in existing
+    session = exposing_session(
+        model,
+        names,
+        failure=f"cannot scan the FP16 activations of {source}",
+        hint="rerun with --debug; --fp32 and --int8 builds are independent of this one",
     )
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # fusions would hide tensors
-    try:
-        session = ort.InferenceSession(exposed.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own untyped exception classes
-        raise ExportFailed(
-            f"cannot scan the FP16 activations of {source}: {first_line(exc)}",
-            hint="rerun with --debug; --fp32 and --int8 builds are independent of this one",
-        ) from exc
     peaks = dict.fromkeys(names, 0.0)
-    static = isinstance(session.get_inputs()[0].shape[0], int)
-    batch = int(session.get_inputs()[0].shape[0]) if static else SCAN_BATCH
-    for start in range(0, len(images), batch):
-        chunk = images[start : start + batch]
-        if static and len(chunk) < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
+    for chunk, _ in batches(session, images, batch=SCAN_BATCH):  # padding repeats an image: no new peak
         for name, value in zip(names, session.run(names, {input_name: chunk}), strict=True):
             peaks[name] = max(peaks[name], float(np.max(np.abs(value))) if value.size else 0.0)
     ranked = sorted(

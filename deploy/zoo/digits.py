@@ -8,7 +8,6 @@ FP16 or INT8 regression in a residual or concatenating network, where random wei
 
 from __future__ import annotations
 
-import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deploy.listing import deploy_cache_dir
 from deploy.preprocessing import Preprocessing, preprocess_batch
 from deploy.samples import DIGITS_SPLIT_SEED, Sample, digits_split
 from deploy.zoo.classic_specs import DIGITS_MEAN, DIGITS_STD
@@ -91,8 +91,8 @@ class TrainedDigits:
 
 
 def cache_dir() -> Path:
-    """Where deploy keeps weights it made itself: $DEPLOY_CACHE, else ~/.cache/deploy."""
-    return Path(os.environ.get("DEPLOY_CACHE", Path.home() / ".cache" / "deploy"))
+    """Where deploy keeps weights it made itself (the one rule `deploy list` also reads, without torch)."""
+    return deploy_cache_dir()
 
 
 def cache_path(recipe: DigitsRecipe) -> Path:
